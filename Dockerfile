@@ -1,0 +1,1 @@
+wheeltasks/data/Dockerfile

@@ -1,0 +1,224 @@
+"""The target grammar: ``<module>[-openssl|-libressl][<version>][-py<python>|-pyall][-<arch>]``.
+
+Parsing is pure: it checks the shape of the text only. Whether a module links an SSL
+library, whether a version exists, or which Python versions are the defaults is the
+planner's business (it has the settings and the index).
+
+The name/version boundary (names that end in digits)
+-----------------------------------------------------
+Module and version are written together (``cffi1.15.1``), so the boundary must be
+defined for names that end in digits (``jinja2``, ``ed25519``, ``py7zr``):
+
+1. ``_`` or ``==`` followed by a version is an explicit boundary: ``jinja2_3.1.4``,
+   ``jinja2==3.1.4``. Formatting writes ``_`` whenever the name ends in a digit, so
+   every formatted target and published tag parses back to the same module and version.
+2. Otherwise the version starts at the first digit that follows a letter and begins a
+   *dotted* PEP 440 version (``1.15.1``, ``45.0.1``, ``3.0rc1``): ``cffi1.15.1`` is
+   cffi 1.15.1, ``google-crc32c1.5.0`` is google-crc32c 1.5.0. A run of digits
+   without a dot stays part of the name: ``jinja2`` and ``ed25519`` have no version.
+   So ``jinja23.1.4`` means module ``jinja`` version 23.1.4 — write ``jinja2_3.1.4``.
+
+Suffixes are taken from the right: a last ``-`` part that is an architecture name or
+alias is the arch; then ``-pyall`` or ``-py<major>.<minor>``; then, right before the
+version, ``-openssl`` or ``-libressl``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import WheelTasksError
+
+
+class SSL(enum.Enum):
+    OPENSSL = "openssl"
+    LIBRESSL = "libressl"
+
+
+DEFAULT_SSL = SSL.OPENSSL
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A CPU architecture: its name in targets and tags, aliases, Docker platform, machine."""
+
+    name: str
+    aliases: tuple[str, ...]
+    platform: str
+    machine: str
+
+    @property
+    def variant(self) -> str | None:
+        parts = self.platform.split("/")
+        return parts[2] if len(parts) > 2 else None
+
+    @property
+    def oci_architecture(self) -> str:
+        return self.platform.split("/")[1]
+
+
+ARCHES: tuple[Arch, ...] = (
+    Arch("amd64", ("x86_64",), "linux/amd64", "x86_64"),
+    Arch("arm64v8", ("arm64", "aarch64"), "linux/arm64/v8", "aarch64"),
+    Arch("armv7", ("arm", "armv7l"), "linux/arm/v7", "armv7l"),
+    Arch("armv6", ("armhf", "armv6l"), "linux/arm/v6", "armv6l"),
+    Arch("i386", ("386", "i686"), "linux/386", "i686"),
+    Arch("ppc64le", (), "linux/ppc64le", "ppc64le"),
+    Arch("s390x", (), "linux/s390x", "s390x"),
+    Arch("riscv64", (), "linux/riscv64", "riscv64"),
+)
+
+_ARCH_LOOKUP = {
+    key.lower(): arch
+    for arch in ARCHES
+    for key in (arch.name, *arch.aliases, arch.platform, arch.platform.removeprefix("linux/"))
+}
+
+
+def arch_choices() -> str:
+    return ", ".join(
+        f"{a.name} ({', '.join(a.aliases)})" if a.aliases else a.name for a in ARCHES
+    )
+
+
+def find_arch(text: str) -> Arch | None:
+    """The architecture for a name, alias or Docker platform (any case), or None."""
+    return _ARCH_LOOKUP.get(text.strip().lower())
+
+
+def get_arch(text: str) -> Arch:
+    arch = find_arch(text)
+    if arch is None:
+        raise WheelTasksError(f"unknown architecture {text!r}; valid choices: {arch_choices()}")
+    return arch
+
+
+PYALL = "all"
+
+_PYTHON_RE = re.compile(r"py(?P<python>all|\d+\.\d+)", re.IGNORECASE)
+# Characters a version written inside a target may use (tag-safe PEP 440, no local part).
+_VERSION_CHARS_RE = re.compile(r"[0-9A-Za-z.!]+")
+_DOTTED_RE = re.compile(r"\d+(?:![0-9]+)?\.")
+_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed target; fields the user left out are None.
+
+    ``python`` is ``"3.12"``-style text, or :data:`PYALL` for ``-pyall``.
+    ``module`` is the PEP 503 normalised project name.
+    """
+
+    module: str
+    ssl: SSL | None = None
+    version: Version | None = None
+    python: str | None = None
+    arch: Arch | None = None
+
+    def __str__(self) -> str:
+        return format_target(self)
+
+
+def _parse_version(text: str) -> Version | None:
+    if not _VERSION_CHARS_RE.fullmatch(text):
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _split_name_version(head: str) -> tuple[str, Version | None]:
+    """Split ``<name><version>`` by the rule in the module docstring."""
+    if "==" in head:
+        name, _, rest = head.partition("==")
+        version = _parse_version(rest)
+        if version is None:
+            raise WheelTasksError(f"{rest!r} is not a valid version (PEP 440, e.g. 1.15.1)")
+        return name, version
+    for i in range(1, len(head)):
+        if not head[i].isdigit():
+            continue
+        before = head[i - 1]
+        explicit = before == "_" and i >= 2
+        if not (before.isalpha() or explicit):
+            continue
+        rest = head[i:]
+        if not explicit and not _DOTTED_RE.match(rest):
+            continue
+        version = _parse_version(rest)
+        if version is not None:
+            return head[: i - 1] if explicit else head[:i], version
+    return head, None
+
+
+def parse_target(text: str) -> Target:
+    """Parse one target; raise :class:`WheelTasksError` naming what is wrong."""
+    raw = text.strip()
+    if not raw:
+        raise WheelTasksError("empty target: name a module, e.g. cffi or cffi1.15.1-py3.12-amd64")
+    if any(c.isspace() for c in raw) or "," in raw:
+        raise WheelTasksError(f"{raw!r} holds several targets; pass them as separate targets")
+    parts = raw.split("-")
+    arch = find_arch(parts[-1]) if len(parts) > 1 else None
+    if arch is not None:
+        parts.pop()
+    python = None
+    if len(parts) > 1 and (m := _PYTHON_RE.fullmatch(parts[-1])):
+        python = m["python"].lower()
+        parts.pop()
+    head = "-".join(parts)
+    name, version = _split_name_version(head)
+    ssl = None
+    for candidate in SSL:
+        suffix = "-" + candidate.value
+        if name.lower().endswith(suffix):
+            ssl, name = candidate, name[: -len(suffix)]
+            break
+    if not name:
+        raise WheelTasksError(f"{raw!r} has no module name; a target starts with the module, e.g. cffi1.15.1")
+    if not _NAME_RE.fullmatch(name):
+        raise WheelTasksError(
+            f"{raw!r}: {name!r} is not a valid module name; the grammar is "
+            "<module>[-openssl|-libressl][<version>][-py<python>|-pyall][-<arch>], "
+            f"with arch one of: {arch_choices()}"
+        )
+    return Target(canonicalize_name(name), ssl, version, python, arch)
+
+
+def split_targets(values: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Split ``"a b"``, ``"a,b"`` or a list of such into single target texts."""
+    items = [values] if isinstance(values, str) else list(values)
+    return [t for item in items for t in re.split(r"[\s,]+", item) if t]
+
+
+def module_label(module: str, ssl: SSL | None) -> str:
+    """The module as written in targets and tags: keeps the SSL suffix."""
+    return f"{module}-{ssl.value}" if ssl is not None else module
+
+
+def join_version(label: str, version: Version | None) -> str:
+    if version is None:
+        return label
+    sep = "_" if label[-1].isdigit() else ""
+    return f"{label}{sep}{version}"
+
+
+def format_target(target: Target) -> str:
+    text = join_version(module_label(target.module, target.ssl), target.version)
+    if target.python is not None:
+        text += f"-py{target.python}"
+    if target.arch is not None:
+        text += f"-{target.arch.name}"
+    return text
+
+
+def image_tag(module: str, ssl: SSL | None, version: Version, python: str, arch: Arch | None = None) -> str:
+    """The published tag ``<module><version>-py<python>``; with ``arch``, the legacy per-arch tag."""
+    return format_target(Target(module, ssl, version, python, arch))
