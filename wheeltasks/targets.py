@@ -10,17 +10,20 @@ Module and version are written together (``cffi1.15.1``), so the boundary must b
 defined for names that end in digits (``jinja2``, ``ed25519``, ``py7zr``):
 
 1. ``_`` or ``==`` followed by a version is an explicit boundary: ``jinja2_3.1.4``,
-   ``jinja2==3.1.4``. Formatting writes ``_`` whenever the name ends in a digit, so
-   every formatted target and published tag parses back to the same module and version.
+   ``jinja2==3.1.4``, ``bcrypt_4``.
 2. Otherwise the version starts at the first digit that follows a letter and begins a
    *dotted* PEP 440 version (``1.15.1``, ``45.0.1``, ``3.0rc1``): ``cffi1.15.1`` is
    cffi 1.15.1, ``google-crc32c1.5.0`` is google-crc32c 1.5.0. A run of digits
    without a dot stays part of the name: ``jinja2`` and ``ed25519`` have no version.
    So ``jinja23.1.4`` means module ``jinja`` version 23.1.4 — write ``jinja2_3.1.4``.
+3. A ``-`` part that is all dotted version also is one: ``cffi-1.15.1``.
 
-Suffixes are taken from the right: a last ``-`` part that is an architecture name or
-alias is the arch; then ``-pyall`` or ``-py<major>.<minor>``; then, right before the
-version, ``-openssl`` or ``-libressl``.
+Formatting writes the version directly after the name only where rule 2 reads it back.
+
+After the version come only ``-pyall`` or ``-py<major>.<minor>``, then ``-<arch>`` (a
+name or alias, any case); anything else there is an error. Without a version, the name
+runs until the first such suffix. ``-openssl``/``-libressl`` ends the name, right before
+the version.
 """
 
 from __future__ import annotations
@@ -158,6 +161,11 @@ def _split_name_version(head: str) -> tuple[str, Version | None]:
     return head, None
 
 
+def _is_version_segment(segment: str) -> Version | None:
+    """A whole ``-`` part that is a dotted version (``cffi-1.15.1``)."""
+    return _parse_version(segment) if _DOTTED_RE.match(segment) else None
+
+
 def parse_target(text: str) -> Target:
     """Parse one target; raise :class:`WheelTasksError` naming what is wrong."""
     raw = text.strip()
@@ -166,15 +174,36 @@ def parse_target(text: str) -> Target:
     if any(c.isspace() for c in raw) or "," in raw:
         raise WheelTasksError(f"{raw!r} holds several targets; pass them as separate targets")
     parts = raw.split("-")
-    arch = find_arch(parts[-1]) if len(parts) > 1 else None
-    if arch is not None:
-        parts.pop()
+    # The name (with any SSL suffix) runs until the part holding the version, or until
+    # the first suffix part; everything after that must be a known suffix.
+    name_parts: list[str] = []
+    version: Version | None = None
+    i = 0
+    while i < len(parts):
+        segment = parts[i]
+        if i > 0 and (_PYTHON_RE.fullmatch(segment) or find_arch(segment)):
+            break
+        i += 1
+        if i > 1 and (version := _is_version_segment(segment)) is not None:
+            break
+        name, version = _split_name_version(segment)
+        name_parts.append(name)
+        if version is not None:
+            break
+    rest = parts[i:]
     python = None
-    if len(parts) > 1 and (m := _PYTHON_RE.fullmatch(parts[-1])):
+    if rest and (m := _PYTHON_RE.fullmatch(rest[0])):
         python = m["python"].lower()
-        parts.pop()
-    head = "-".join(parts)
-    name, version = _split_name_version(head)
+        rest = rest[1:]
+    arch = find_arch(rest[0]) if rest else None
+    if arch is not None:
+        rest = rest[1:]
+    if rest:
+        raise WheelTasksError(
+            f"{raw!r}: unexpected {'-'.join(rest)!r}; after the version come only -py<X.Y> or -pyall, "
+            f"then -<arch> with arch one of: {arch_choices()}"
+        )
+    name = "-".join(name_parts)
     ssl = None
     for candidate in SSL:
         suffix = "-" + candidate.value
@@ -206,8 +235,9 @@ def module_label(module: str, ssl: SSL | None) -> str:
 def join_version(label: str, version: Version | None) -> str:
     if version is None:
         return label
-    sep = "_" if label[-1].isdigit() else ""
-    return f"{label}{sep}{version}"
+    # Written together only where rule 2 of the module docstring reads it back.
+    together = label[-1].isalpha() and _DOTTED_RE.match(str(version))
+    return f"{label}{'' if together else '_'}{version}"
 
 
 def format_target(target: Target) -> str:

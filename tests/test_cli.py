@@ -1,0 +1,200 @@
+"""The tasks as users run them: `inv`, the `wheeltasks` command, and a chaining repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_index import PypiServer
+from wheeltasks.check import check
+from wheeltasks.index import IndexClient
+from wheeltasks.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, index_server: str) -> dict[str, str]:
+    """The user's environment with the fixture index and a private cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPI_", "WHEELS_", "DO_", "NO_"))}
+    env.update(PYPI_INDEX=index_server, WHEELTASKS_CACHE_DIR=str(tmp_path / "cache"), PYTHON_VERSIONS="3.11 3.12")
+    return env
+
+
+def inv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", *args]
+
+
+def wheeltasks(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wheeltasks", *args]
+
+
+def test_chained_into_another_repository(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    project = tmp_path / "other"
+    project.mkdir()
+    (project / "tasks.py").write_text(
+        textwrap.dedent(
+            """
+            from invoke import Collection, task
+            import wheeltasks
+
+            @task
+            def hello(c):
+                print("hello")
+
+            ns = Collection(hello)
+            ns.add_collection(wheeltasks.ns, name="wheels")
+            """
+        )
+    )
+    (project / "invoke.yaml").write_text("wheeltasks:\n  python_versions: ['3.11']\n  arches: [armv7]\n")
+    env = {k: v for k, v in cli_env.items() if k != "PYTHON_VERSIONS"}
+    listed = run(inv("--list"), project, env)
+    assert "wheels.resolve" in listed.stdout and "wheels.build" in listed.stdout
+
+    # configuration file only
+    done = run(inv("wheels.resolve", "wtplain", "--json"), project, env)
+    assert done.returncode == 0, done.stderr
+    (job,) = json.loads(done.stdout)
+    assert (job["target"], job["platform"]) == ("wtplain1.5.0-py3.11-armv7", "linux/arm/v7")
+    # environment beats configuration; a flag beats the environment
+    done = run(inv("wheels.resolve", "wtplain", "--json"), project, {**env, "PYTHON_VERSIONS": "3.12"})
+    assert json.loads(done.stdout)[0]["python"] == "3.12"
+    done = run(
+        inv("wheels.resolve", "wtplain", "--json", "--python-versions=3.13"), project, {**env, "PYTHON_VERSIONS": "3.12"}
+    )
+    assert json.loads(done.stdout)[0]["python"] == "3.13"
+    # ...and the work folders are the other repository's own
+    assert json.loads(done.stdout)[0]["work_dir"].startswith(str(project))
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [
+        ("cffi1.0-sparc64", "unexpected 'sparc64'"),
+        ("wtplain-openssl", "does not link an SSL library"),
+        ("wtplain9.9-amd64", "9.9 is not on"),
+        ("no-such-project-xyz", "not found on"),
+        ("wtplain-py3.12-sparc", "unexpected 'sparc'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, cli_env: dict[str, str], target: str, fragment: str) -> None:
+    done = run(inv("-r", str(ROOT), "resolve", target), tmp_path, cli_env)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wheeltasks: ") and fragment in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_switch_value_exits_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = run(wheeltasks("resolve", "wtplain", "--json"), tmp_path, {**cli_env, "NOOP": "perhaps"})
+    assert done.returncode == 2 and "NOOP='perhaps'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_wheeltasks_command_takes_several_targets(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = run(
+        wheeltasks("resolve", "--both", "wtplain-amd64", "wt-fix-name1.2-amd64", "WT_Fix.Name-arm64", "--json"),
+        tmp_path,
+        {**cli_env, "WT_FIX_NAME": "x"},
+    )
+    if "1.2 is not on" not in done.stderr:
+        pytest.fail(f"a missing pinned version must be refused: {done.stderr}")
+    done = run(wheeltasks("resolve", "--both", "wtplain-amd64", "WT_Fix.Name-arm64", "--json"), tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    jobs = json.loads(done.stdout)
+    assert [(j["target"], j["kind"]) for j in jobs] == [
+        ("wtplain1.5.0-py3.12-amd64", "shared"),
+        ("wtplain1.5.0-py3.12-amd64", "no-shared"),
+        ("wt-fix-name0.3.0-py3.12-arm64v8", "shared"),
+        ("wt-fix-name0.3.0-py3.12-arm64v8", "no-shared"),
+    ]
+    # The readable table names every job.
+    table = run(wheeltasks("resolve", "wtplain-amd64,wtplain-i386"), tmp_path, cli_env)
+    assert "wtplain1.5.0-py3.12-amd64" in table.stdout and "wtplain1.5.0-py3.12-i386" in table.stdout
+
+
+def fake_wheel(folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / name, "w") as zf:
+        zf.writestr("x.py", "")
+
+
+def check_settings(tmp_path: Path, index: str, **flags: Any) -> Settings:
+    env = {"HOME": str(tmp_path), "WHEELTASKS_CACHE_DIR": str(tmp_path / "cache"), "PYPI_INDEX": index}
+    flags = {"modules": "wtplain WT_Fix.Name", "core_modules": "", "project_dir": str(tmp_path), **flags}
+    return Settings.load({}, env, flags)
+
+
+def test_check_compares_the_index_with_wheels(tmp_path: Path, make_index_server: Callable[[], PypiServer]) -> None:
+    server = make_index_server()
+    fake_wheel(tmp_path / "wheels" / "amd64", "wtplain-1.5.0-py3-none-any.whl")
+    fake_wheel(tmp_path / "wheels" / "armv7", "wt_fix_name-0.2.0-cp312-cp312-musllinux_1_2_armv7l.whl")
+    client = IndexClient(check_settings(tmp_path, server.url))
+    rows = [r.to_json() for r in check(check_settings(tmp_path, server.url), client)]
+    assert rows == [
+        {"module": "wtplain", "ssl": None, "index_version": "1.5.0", "local_version": "1.5.0",
+         "registry_version": None, "outdated": False},
+        {"module": "wt-fix-name", "ssl": None, "index_version": "0.3.0", "local_version": "0.2.0",
+         "registry_version": None, "outdated": True},
+    ]
+    assert client.network_requests == 2
+
+
+def test_second_check_makes_no_request_and_clean_cache_fetches(
+    tmp_path: Path, make_index_server: Callable[[], PypiServer]
+) -> None:
+    server = make_index_server()
+    settings = check_settings(tmp_path, server.url)
+    first = IndexClient(settings)
+    check(settings, first)
+    assert first.network_requests == 2
+    second = IndexClient(settings)
+    again = check(settings, second)
+    assert second.network_requests == 0
+    cleaned = IndexClient(check_settings(tmp_path, server.url, clean_cache=True))
+    assert check(settings, cleaned) == again
+    assert cleaned.network_requests == 2
+
+
+def test_check_command_uses_the_cache_and_clean_cache_refetches(
+    tmp_path: Path, cli_env: dict[str, str], make_index_server: Callable[[], PypiServer]
+) -> None:
+    server = make_index_server()
+    env = {**cli_env, "PYPI_INDEX": server.url, "DEFAULT_MODULES": "wtplain", "CORE_MODULES": ""}
+    first = run(inv("-r", str(ROOT), "check", "--json"), tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)[0]["outdated"] is True
+    server.stop()  # from now on only the cache can answer
+    second = run(inv("-r", str(ROOT), "check", "--json"), tmp_path, env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout and "warning" not in second.stderr.lower()
+    # CLEAN_CACHE drops the cached answer, so the stopped server is asked again: a clear error.
+    cleaned = run(inv("-r", str(ROOT), "check", "--json"), tmp_path, {**env, "CLEAN_CACHE": "1"})
+    assert cleaned.returncode == 2, cleaned.stderr
+    assert "could not reach the package index" in cleaned.stderr and "Traceback" not in cleaned.stderr
+    server.start()
+    table = run(inv("-r", str(ROOT), "check"), tmp_path, {**env, "CLEAN_CACHE": "yes"})
+    assert table.returncode == 0, table.stderr
+    assert "wtplain" in table.stdout and "OUT OF DATE" in table.stdout
+
+
+def test_clean_cache_task(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    run(inv("-r", str(ROOT), "resolve", "wtplain-amd64"), tmp_path, cli_env)
+    assert any((tmp_path / "cache").iterdir())
+    done = run(inv("-r", str(ROOT), "clean-cache"), tmp_path, cli_env)
+    assert done.returncode == 0 and "cleared the index cache" in done.stderr
+    assert not list((tmp_path / "cache").glob("*.sqlite*"))

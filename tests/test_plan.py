@@ -1,0 +1,159 @@
+"""resolve: targets -> ordered Jobs, against a real index server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+from tests.fixtures_index import StaticIndex
+from wheeltasks.errors import WheelTasksError
+from wheeltasks.index import IndexClient
+from wheeltasks.plan import Plan, resolve
+from wheeltasks.settings import Kind, Settings
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture
+def plan(static_index: StaticIndex, index_settings: MakeSettings, tmp_path: Path) -> Callable[..., Plan]:
+    """``plan("targets", **flags)`` resolved on the static fixture index."""
+
+    def make(*targets: str, **flags: Any) -> Plan:
+        flags.setdefault("python_versions", "3.11,3.12")
+        flags.setdefault("project_dir", str(tmp_path))
+        settings = index_settings(static_index.url(), **flags)
+        return resolve(settings, list(targets), IndexClient(settings))
+
+    return make
+
+
+def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> None:
+    (job,) = plan("wtfix-py3.11-amd64", wheels_registry="127.0.0.1:5000/me").jobs
+    assert job.to_json() == {
+        "target": "wtfix1.1.0-py3.11-amd64",
+        "module": "wtfix",
+        "ssl": None,
+        "version": "1.1.0",
+        "python": "3.11",
+        "arch": "amd64",
+        "platform": "linux/amd64",
+        "kind": "shared",
+        "tag": "wtfix1.1.0-py3.11",
+        "repository": "127.0.0.1:5000/me/python-musl-wheels",
+        "image": "127.0.0.1:5000/me/python-musl-wheels:wtfix1.1.0-py3.11",
+        "depends": [],
+        "work_dir": str(tmp_path / ".wheeltasks" / "shared" / "wtfix1.1.0-py3.11" / "amd64"),
+    }
+
+
+def test_defaults_newest_python_every_arch(plan: Callable[..., Plan]) -> None:
+    jobs = plan("wtfix").jobs
+    assert [j.arch.name for j in jobs] == ["amd64", "arm64v8", "armv7", "armv6", "i386", "ppc64le", "s390x", "riscv64"]
+    # Newest default Python is 3.12; the newest version admitting it is 1.2.0.
+    assert {(j.python, j.version) for j in jobs} == {("3.12", Version("1.2.0"))}
+
+
+def test_pyall_picks_a_version_per_python(plan: Callable[..., Plan]) -> None:
+    jobs = plan("wtfix-pyall-arm64", python_versions="3.13 3.11 3.12").jobs
+    assert [(j.python, str(j.version), j.platform) for j in jobs] == [
+        ("3.11", "1.1.0", "linux/arm64/v8"),
+        ("3.12", "1.2.0", "linux/arm64/v8"),
+        ("3.13", "1.4.0", "linux/arm64/v8"),
+    ]
+
+
+def test_pinned_version_must_be_on_the_index(plan: Callable[..., Plan]) -> None:
+    assert str(plan("wtfix1.0.0-py3.12-armv7").jobs[0].version) == "1.0.0"
+    with pytest.raises(WheelTasksError, match=r"9\.9\.9.*not on"):
+        plan("wtfix9.9.9-amd64")
+
+
+def test_unknown_module_is_a_clear_error(plan: Callable[..., Plan]) -> None:
+    with pytest.raises(WheelTasksError, match="not found"):
+        plan("no-such-module-here-amd64")
+
+
+def test_build_both_gives_two_kinds_in_two_repositories(plan: Callable[..., Plan]) -> None:
+    jobs = plan("wtfix-py3.12-amd64", build_both=True).jobs
+    assert [(j.kind, j.repository) for j in jobs] == [
+        (Kind.SHARED, "python-musl-wheels"),
+        (Kind.NO_SHARED, "python-alpine-wheels"),
+    ]
+    assert plan("wtfix-py3.12-amd64", no_shared=True).jobs[0].kind is Kind.NO_SHARED
+
+
+def test_libressl_excluded_on_s390x_with_a_note(plan: Callable[..., Plan]) -> None:
+    result = plan("wtfix-libressl-py3.12", ssl_modules="wtfix")
+    assert "s390x" not in {j.arch.name for j in result.jobs}
+    assert len(result.jobs) == 7
+    assert all(j.tag == "wtfix-libressl1.2.0-py3.12" and not j.exports for j in result.jobs)
+    assert any("s390x" in note and "excluded" in note for note in result.notes)
+
+
+def test_ssl_suffix_only_where_it_applies(plan: Callable[..., Plan]) -> None:
+    with pytest.raises(WheelTasksError, match="wtfix does not link an SSL library"):
+        plan("wtfix-openssl-amd64")
+
+
+def test_several_targets_in_any_form(plan: Callable[..., Plan]) -> None:
+    tags = ["wtbulk1_1.1.0-py3.12", "wtbulk2_1.2.0-py3.12", "wtbulk3_1.3.0-py3.12"]
+    for form in (("wtbulk1-amd64 wtbulk2-amd64", "wtbulk3-amd64"), ("wtbulk1-amd64,wtbulk2-amd64,wtbulk3-amd64",)):
+        assert [j.tag for j in plan(*form).jobs] == tags
+
+
+def write_recipe(folder: Path, module: str, text: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{module}.sh").write_text(text)
+
+
+def test_dependencies_come_first(plan: Callable[..., Plan], tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    write_recipe(scripts, "wtbulk2", 'mod_depends="wtbulk3 wtfix"\nmod_build() { :; }\n')
+    write_recipe(scripts, "WTBulk3", "mod_depends() {\n    echo wtbulk4\n}\n")
+    jobs = plan("wtbulk2-py3.12-amd64", "wtbulk4-py3.12-amd64").jobs
+    assert [j.module for j in jobs] == ["wtbulk4", "wtbulk3", "wtfix", "wtbulk2"]
+    assert jobs[-1].depends == ("wtbulk3_1.3.0-py3.12", "wtfix1.2.0-py3.12")
+    assert jobs[1].depends == ("wtbulk4_1.4.0-py3.12",)
+    # Dependencies follow the dependent's Python and arch.
+    assert {(j.python, j.arch.name) for j in jobs} == {("3.12", "amd64")}
+
+
+def test_dependency_cycle_is_a_clear_error(plan: Callable[..., Plan], tmp_path: Path) -> None:
+    write_recipe(tmp_path / "scripts", "wtbulk5", 'mod_depends="wtbulk6"\n')
+    write_recipe(tmp_path / "scripts", "wtbulk6", 'mod_depends="wtbulk5"\n')
+    with pytest.raises(WheelTasksError, match="dependency cycle in recipes: wtbulk5 -> wtbulk6 -> wtbulk5"):
+        plan("wtbulk5-amd64")
+
+
+def test_all_and_core_are_the_default_sets_with_both_kinds(plan: Callable[..., Plan]) -> None:
+    flags = {"modules": "wtbulk1 wtfix wtbulk2", "core_modules": "wtbulk2", "arches": "amd64", "ssl_modules": "wtfix"}
+    core = plan("core", **flags).jobs
+    assert {(j.module, j.python, j.kind) for j in core} == {
+        ("wtbulk2", p, k) for p in ("3.11", "3.12") for k in Kind
+    }
+    everything = plan("all", **flags).jobs
+    assert [j.module for j in everything][:4] == ["wtbulk2"] * 4  # core first
+    assert {j.label for j in everything} == {"wtbulk1", "wtbulk2", "wtfix", "wtfix-libressl"}
+    assert len(everything) == 4 * 2 * 2
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (("all", "wtfix"), "'all' must be given alone"),
+        (("check",), "run `inv check`"),
+        ((), "no target given"),
+        (("wtfix-sparc",), None),
+    ],
+)
+def test_special_and_bad_targets(plan: Callable[..., Plan], targets: tuple[str, ...], message: str | None) -> None:
+    if message is None:  # an unknown trailing word is part of the name: the index says no
+        with pytest.raises(WheelTasksError, match="not found"):
+            plan(*targets)
+        return
+    with pytest.raises(WheelTasksError, match=message):
+        plan(*targets)

@@ -1,0 +1,170 @@
+"""Settings: configuration < environment < flags, truthy parsing, derived values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wheeltasks.errors import WheelTasksError
+from wheeltasks.settings import Kind, Settings, parse_bool
+from wheeltasks.targets import SSL, get_arch
+
+BASE_ENV = {"HOME": "/home/u"}
+
+
+def load(config: dict[str, Any] | None = None, env: dict[str, str] | None = None, **flags: Any) -> Settings:
+    return Settings.load(config or {}, {**BASE_ENV, **(env or {})}, flags)
+
+
+@pytest.mark.parametrize("word", ["1", "true", "True", "TRUE", "yes", "Yes", "on", "ON", " on ", "y", "t"])
+def test_truthy(word: str) -> None:
+    assert parse_bool(word) is True
+    assert load(env={"DO_PUSH": word}).do_push is True
+
+
+@pytest.mark.parametrize("word", ["0", "false", "False", "no", "NO", "off", "", "  "])
+def test_falsy(word: str) -> None:
+    assert parse_bool(word) is False
+    assert load(env={"DO_PUSH": word}).do_push is False
+
+
+def test_unset_is_false() -> None:
+    assert load().do_push is False
+
+
+@pytest.mark.parametrize("word", ["maybe", "2", "enabled"])
+def test_bad_switch_value_is_a_clear_error(word: str) -> None:
+    with pytest.raises(WheelTasksError, match=f"DO_PUSH='{word}' is neither true"):
+        load(env={"DO_PUSH": word})
+
+
+SWITCHES = {
+    "DO_PUSH": "do_push",
+    "NO_BUILD": "no_build",
+    "NOOP": "noop",
+    "NO_SELF_PULL": "no_self_pull",
+    "NO_PULL_WHEELS": "no_pull_wheels",
+    "WHEELS_FORCE_PULL": "wheels_force_pull",
+    "BUILD_NO_CACHE": "build_no_cache",
+    "NO_BINARY": "no_binary",
+    "SHARED": "shared",
+    "NO_SHARED": "no_shared",
+    "BUILD_BOTH": "build_both",
+    "CLEAN_CACHE": "clean_cache",
+}
+
+
+@pytest.mark.parametrize(("var", "field"), SWITCHES.items())
+def test_every_spec_switch_reads_its_variable(var: str, field: str) -> None:
+    assert getattr(load(), field) is False
+    assert getattr(load(env={var: "yes"}), field) is True
+
+
+# (config, env, flags, expected) for one setting: precedence config < env < flag.
+PRECEDENCE = [
+    ({}, {}, None, False),
+    ({"do_push": True}, {}, None, True),
+    ({"do_push": True}, {"DO_PUSH": "0"}, None, False),
+    ({"do_push": False}, {"DO_PUSH": "1"}, None, True),
+    ({}, {"DO_PUSH": "1"}, "no", False),
+    ({"do_push": True}, {"DO_PUSH": "1"}, False, False),
+    ({}, {"DO_PUSH": "0"}, True, True),
+    ({"do_push": "yes"}, {}, None, True),
+    ({"do-push": "on"}, {}, None, True),
+]
+
+
+@pytest.mark.parametrize(("config", "env", "flag", "expected"), PRECEDENCE)
+def test_precedence_switch(config: dict[str, Any], env: dict[str, str], flag: Any, expected: bool) -> None:
+    assert load(config, env, do_push=flag).do_push is expected
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "flag", "expected"),
+    [
+        ({"pypi_index": "http://c/simple"}, {}, None, "http://c/simple"),
+        ({"pypi_index": "http://c/simple"}, {"PYPI_INDEX": "http://e/simple"}, None, "http://e/simple"),
+        ({"pypi_index": "http://c/simple"}, {"PYPI_INDEX": "http://e/simple"}, "http://f/simple", "http://f/simple"),
+        ({}, {"PIP_INDEX_URL": "http://pip/simple"}, None, "http://pip/simple"),
+        ({}, {"PIP_INDEX_URL": "http://pip/simple", "PYPI_INDEX": "http://e/simple"}, None, "http://e/simple"),
+    ],
+)
+def test_precedence_text(config: dict[str, Any], env: dict[str, str], flag: str | None, expected: str) -> None:
+    assert load(config, env, pypi_index=flag).pypi_index == expected
+
+
+def test_default_index_is_pips_own() -> None:
+    from pip._internal.models.index import PyPI
+
+    assert load().pypi_index == PyPI.simple_url
+
+
+def test_lists_from_env_and_config() -> None:
+    s = load({"python_versions": ["3.12", "3.13"]}, {"DEFAULT_MODULES": "cffi, toml  psutil"})
+    assert s.python_versions == ("3.12", "3.13")
+    assert s.modules == ("cffi", "toml", "psutil")
+    assert load(env={"PYTHON_VERSIONS": "3.11,3.12"}).python_versions == ("3.11", "3.12")
+
+
+@pytest.mark.parametrize(
+    ("env", "kinds"),
+    [
+        ({}, (Kind.SHARED,)),
+        ({"SHARED": "1"}, (Kind.SHARED,)),
+        ({"NO_SHARED": "1"}, (Kind.NO_SHARED,)),
+        ({"BUILD_BOTH": "1"}, (Kind.SHARED, Kind.NO_SHARED)),
+        ({"SHARED": "1", "NO_SHARED": "1"}, (Kind.SHARED, Kind.NO_SHARED)),
+    ],
+)
+def test_kinds(env: dict[str, str], kinds: tuple[Kind, ...]) -> None:
+    assert load(env=env).kinds == kinds
+
+
+def test_repositories_and_builder() -> None:
+    s = load(env={"WHEELS_REGISTRY": "127.0.0.1:5000/me/", "NO_SHARED_REPO": "alpine-w", "ALPINE_VERSION": "3.20"})
+    assert s.repository(Kind.SHARED) == "127.0.0.1:5000/me/python-musl-wheels"
+    assert s.repository(Kind.NO_SHARED) == "127.0.0.1:5000/me/alpine-w"
+    assert s.builder("3.12") == "python:3.12-alpine3.20"
+    assert load().repository(Kind.SHARED) == "python-musl-wheels"
+
+
+def test_exclusions() -> None:
+    s = load()
+    assert s.excluded(get_arch("s390x"), SSL.LIBRESSL)
+    assert not s.excluded(get_arch("s390x"), SSL.OPENSSL)
+    assert not s.excluded(get_arch("amd64"), SSL.LIBRESSL)
+    assert load(env={"EXCLUDE": "amd64:libressl"}).excluded(get_arch("amd64"), SSL.LIBRESSL)
+
+
+def test_arches_are_validated_and_canonical() -> None:
+    assert load(env={"ARCHES": "x86_64 aarch64"}).arches == ("amd64", "arm64v8")
+    with pytest.raises(WheelTasksError, match="unknown architecture 'sparc'"):
+        load(env={"ARCHES": "amd64,sparc"})
+
+
+def test_folders_resolve_against_the_project(tmp_path: Path) -> None:
+    s = load(env={"WHEELTASKS_PROJECT_DIR": str(tmp_path), "WHEELS_DIR": "out", "WHEELTASKS_CACHE_DIR": "/c"})
+    assert s.wheels_dir == tmp_path / "out"
+    assert s.work_dir == tmp_path / ".wheeltasks"
+    assert s.scripts_dir == tmp_path / "scripts"
+    assert s.cache_dir == Path("/c")
+    assert load(env={"XDG_CACHE_HOME": "/x"}).cache_dir == Path("/x/wheeltasks")
+
+
+def test_ca_bundle_defaults_to_the_usual_variables() -> None:
+    assert load(env={"SSL_CERT_FILE": "/etc/ca.pem"}).ca_bundle == "/etc/ca.pem"
+    assert load(env={"SSL_CERT_FILE": "/a", "CA_BUNDLE": "/b"}).ca_bundle == "/b"
+
+
+def test_unknown_config_key_is_an_error() -> None:
+    with pytest.raises(WheelTasksError, match="unknown wheeltasks configuration key 'do_psuh'"):
+        load({"do_psuh": True})
+
+
+def test_settings_are_frozen_and_hide_the_password() -> None:
+    s = load(env={"REGISTRY_PASSWORD": "s3cret-pw"})
+    with pytest.raises(AttributeError):
+        s.do_push = True  # type: ignore[misc]
+    assert "s3cret-pw" not in repr(s)

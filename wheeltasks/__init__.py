@@ -1,0 +1,24 @@
+"""wheeltasks: build musl wheels for every CPU architecture in Docker and publish wheel images.
+
+Chain the tasks into another repository's ``tasks.py``::
+
+    from invoke import Collection
+    import wheeltasks
+
+    ns = Collection()
+    ns.add_collection(wheeltasks.ns, name="wheels")
+"""
+
+from __future__ import annotations
+
+from .errors import WheelTasksError
+from .job import Job
+from .plan import Plan, resolve
+from .settings import Kind, Settings
+from .targets import ARCHES, SSL, Arch, Target, format_target, parse_target
+from .tasks import ns
+
+__all__ = [
+    "ARCHES", "SSL", "Arch", "Job", "Kind", "Plan", "Settings", "Target", "WheelTasksError",
+    "format_target", "ns", "parse_target", "resolve",
+]

@@ -1,0 +1,196 @@
+"""resolve: targets -> an ordered plan of Jobs (dependencies first).
+
+Expands what a target leaves out (version from the index, Python from the defaults,
+every arch), applies the kinds and the excluded arch/SSL combinations, and puts each
+module's ``mod_depends`` before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from packaging.version import Version
+
+from . import recipes
+from .errors import WheelTasksError
+from .job import Job, make_job
+from .settings import Kind, Settings
+from .targets import PYALL, SSL, Arch, Target, parse_target, split_targets
+
+# Special targets given alone that stand for the default sets.
+DEFAULT_SETS = ("all", "core")
+COMMAND_TARGETS = ("check", "update")
+
+
+class VersionSource(Protocol):
+    """What the planner needs of a package index (wheeltasks.index.IndexClient)."""
+
+    def latest_many(self, projects: Iterable[str], python: str | None) -> dict[str, Version]: ...
+
+    def check_version(self, project: str, version: Version, python: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: tuple[Job, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Want:
+    """A job before its version is known."""
+
+    module: str
+    ssl: SSL | None
+    version: Version | None
+    python: str
+    arch: Arch
+    kind: Kind
+    depends: tuple[_Want, ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return (self.module, self.ssl, self.version, self.python, self.arch.name, self.kind)
+
+
+def newest_python(settings: Settings) -> str:
+    return max(settings.python_versions, key=Version)
+
+
+def default_targets(settings: Settings, which: str) -> list[Target]:
+    """``all`` / ``core``: each default module, with its LibreSSL variant where it links SSL.
+
+    ``all`` lists the core modules first, so the others can use their wheels.
+    """
+    core = settings.core_modules
+    modules = tuple(dict.fromkeys((*core, *settings.modules))) if which == "all" else core
+    targets: list[Target] = []
+    for text in modules:
+        target = parse_target(text)
+        targets.append(Target(target.module, target.ssl, target.version, PYALL))
+        if target.ssl is None and target.module in settings.ssl_modules:
+            targets.append(Target(target.module, SSL.LIBRESSL, target.version, PYALL))
+    return targets
+
+
+def parse_targets(settings: Settings, texts: Sequence[str]) -> tuple[list[Target], bool]:
+    """The targets to plan, and whether both kinds are wanted (``all``/``core``)."""
+    words = split_targets(texts)
+    if not words:
+        raise WheelTasksError("no target given: name at least one, e.g. cffi1.15.1-py3.12-amd64, or all/core")
+    specials = [w for w in words if w.lower() in DEFAULT_SETS + COMMAND_TARGETS]
+    if specials:
+        if len(words) > 1:
+            raise WheelTasksError(f"{specials[0]!r} must be given alone, not with other targets")
+        word = specials[0].lower()
+        if word in COMMAND_TARGETS:
+            raise WheelTasksError(f"{word!r} is a task of its own: run `inv {word}`")
+        return default_targets(settings, word), True
+    return [parse_target(w) for w in words], False
+
+
+def _check_ssl(settings: Settings, target: Target) -> None:
+    if target.ssl is not None and target.module not in settings.ssl_modules:
+        raise WheelTasksError(
+            f"{target.module} does not link an SSL library, so -{target.ssl.value} does not apply; "
+            f"SSL suffixes apply to: {', '.join(settings.ssl_modules)} (setting SSL_MODULES)"
+        )
+
+
+def _pythons(settings: Settings, target: Target) -> tuple[str, ...]:
+    if target.python == PYALL:
+        return tuple(sorted(settings.python_versions, key=Version))
+    return (target.python or newest_python(settings),)
+
+
+def _expand(
+    settings: Settings,
+    target: Target,
+    kinds: tuple[Kind, ...],
+    notes: list[str],
+    inherited: tuple[tuple[str, ...], tuple[Arch, ...]] | None = None,
+    chain: tuple[str, ...] = (),
+) -> list[_Want]:
+    _check_ssl(settings, target)
+    label = str(Target(target.module, target.ssl))
+    if label in chain:
+        raise WheelTasksError(f"dependency cycle in recipes: {' -> '.join((*chain, label))}")
+    pythons = _pythons(settings, target) if inherited is None or target.python else inherited[0]
+    arches = (target.arch,) if target.arch else (inherited[1] if inherited else settings.arch_list)
+    dep_targets = [parse_target(t) for t in recipes.depends(settings, target.module, target.ssl)]
+    wants: list[_Want] = []
+    for python in pythons:
+        for arch in arches:
+            if target.ssl is not None and settings.excluded(arch, target.ssl):
+                notes.append(f"skipped {label} on {arch.name}: {arch.name}:{target.ssl.value} is excluded (setting EXCLUDE)")
+                continue
+            for kind in kinds:
+                deps = tuple(
+                    w
+                    for dep in dep_targets
+                    for w in _expand(settings, dep, (kind,), notes, ((python,), (arch,)), (*chain, label))
+                )
+                wants.append(_Want(target.module, target.ssl, target.version, python, arch, kind, deps))
+    return wants
+
+
+def _ordered(wants: Iterable[_Want]) -> list[_Want]:
+    """Depth-first: each want's dependencies before it; first occurrence wins."""
+    seen: dict[tuple[object, ...], _Want] = {}
+
+    def visit(want: _Want) -> None:
+        for dep in want.depends:
+            visit(dep)
+        seen.setdefault(want.key, want)
+
+    for want in wants:
+        visit(want)
+    return list(seen.values())
+
+
+def _versions(index: VersionSource, wants: Sequence[_Want]) -> dict[tuple[str, str], Version]:
+    """Look up every (module, python) that needs a version, concurrently per Python."""
+    missing: dict[str, set[str]] = {}
+    for want in wants:
+        if want.version is None:
+            missing.setdefault(want.python, set()).add(want.module)
+    found: dict[tuple[str, str], Version] = {}
+    for python, modules in missing.items():
+        for module, version in index.latest_many(sorted(modules), python).items():
+            found[(module, python)] = version
+    pinned = {(w.module, w.version, w.python) for w in wants if w.version is not None}
+    for module, version, python in sorted(pinned, key=str):
+        assert version is not None
+        index.check_version(module, version, python)
+    return found
+
+
+def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> Plan:
+    targets, both = parse_targets(settings, texts)
+    kinds = (Kind.SHARED, Kind.NO_SHARED) if both else settings.kinds
+    notes: list[str] = []
+    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes))
+    versions = _versions(index, wants)
+
+    def version_of(want: _Want) -> Version:
+        return want.version if want.version is not None else versions[(want.module, want.python)]
+
+    def tag_of(want: _Want) -> str:
+        return make_job(settings, want.module, want.ssl, version_of(want), want.python, want.arch, want.kind).tag
+
+    jobs: dict[tuple[object, ...], Job] = {}
+    for want in wants:
+        job = make_job(
+            settings,
+            want.module,
+            want.ssl,
+            version_of(want),
+            want.python,
+            want.arch,
+            want.kind,
+            tuple(dict.fromkeys(tag_of(d) for d in want.depends)),
+        )
+        jobs.setdefault((job.tag, job.arch.name, job.kind), job)
+    return Plan(tuple(jobs.values()), tuple(dict.fromkeys(notes)))
