@@ -69,7 +69,7 @@ def parse_depends(text: str, ssl: SSL | None, source: str = "recipe") -> tuple[s
                     f"{source}: mod_depends() may only echo module names (found {line!r}); "
                     "it is read on the host, never executed there"
                 )
-            words.extend(p for p in parts[1:] if not p.startswith("-"))
+            words.extend(w for p in parts[1:] if not p.startswith("-") for w in p.split())
     elif m := _VAR_RE.search(text):
         value = shlex.split(_SSL_RE.sub(ssl_name, m["value"]), comments=True)
         words.extend(" ".join(value).split())

@@ -90,9 +90,9 @@ def helps(**texts: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 TARGETS_HELP = "one or more targets: 'a b', a,b (or, with the wheeltasks command, a b c)"
 
 
-def plan_for(settings: Settings, targets: str | list[str]) -> Plan:
+def plan_for(settings: Settings, targets: str | list[str], index: IndexClient | None = None) -> Plan:
     texts = [targets] if isinstance(targets, str) else targets
-    plan = resolve(settings, texts, IndexClient(settings))
+    plan = resolve(settings, texts, index or IndexClient(settings))
     for message in plan.notes:
         console.note(message)
     return plan
@@ -121,13 +121,17 @@ def _check(settings: Settings, json: bool = False) -> None:
 @helps(json="print the check rows as a JSON array")
 def _update(settings: Settings, json: bool = False) -> None:
     """check, then build (and with --push push) the out-of-date modules for every default Python."""
-    rows = check_mod.check(settings)
-    check_mod.print_rows(rows) if not json else console.emit_json([r.to_json() for r in rows])
+    index = IndexClient(settings)  # one client: CLEAN_CACHE clears once per run
+    rows = check_mod.check(settings, index)
+    if json:
+        console.emit_json([r.to_json() for r in rows])
+    else:
+        check_mod.print_rows(rows)
     targets = [row.update_target for row in rows if row.outdated]
     if not targets:
         console.note("everything is up to date")
         return
-    pipeline.run(settings, plan_for(settings, targets))
+    pipeline.run(settings, plan_for(settings, targets, index))
 
 
 @helps(targets=TARGETS_HELP)
@@ -173,7 +177,7 @@ def _core(settings: Settings) -> None:
 def _clean_cache(settings: Settings) -> None:
     """Drop cached index look-ups (the same as CLEAN_CACHE=1)."""
     removed = clear_cache(settings)
-    console.note(f"cleared the index cache ({removed})")
+    console.note(f"cleared the index cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
 
 resolve_task = wheel_task(_resolve, "resolve")
