@@ -18,20 +18,20 @@ from wheeltasks.targets import (
     split_targets,
 )
 
-O, L = SSL.OPENSSL, SSL.LIBRESSL
+OPEN, LIBRE = SSL.OPENSSL, SSL.LIBRESSL
 
 # text -> (module, ssl, version, python, arch name)
 CASES: list[tuple[str, tuple[str, SSL | None, str | None, str | None, str | None]]] = [
     # every example in SPEC.md
     ("cryptography", ("cryptography", None, None, None, None)),
-    ("cryptography-openssl", ("cryptography", O, None, None, None)),
-    ("cryptography-libressl-amd64", ("cryptography", L, None, None, "amd64")),
-    ("cryptography-openssl36.0.1-pyall-amd64", ("cryptography", O, "36.0.1", "all", "amd64")),
+    ("cryptography-openssl", ("cryptography", OPEN, None, None, None)),
+    ("cryptography-libressl-amd64", ("cryptography", LIBRE, None, None, "amd64")),
+    ("cryptography-openssl36.0.1-pyall-amd64", ("cryptography", OPEN, "36.0.1", "all", "amd64")),
     ("cffi1.15.1-armv7", ("cffi", None, "1.15.1", None, "armv7")),
     ("toml-pyall", ("toml", None, None, "all", None)),
     ("psutil5.9.8-py3.11-arm64", ("psutil", None, "5.9.8", "3.11", "arm64v8")),
     ("cryptography45.0.1-py3.12", ("cryptography", None, "45.0.1", "3.12", None)),
-    ("cryptography-libressl45.0.1-py3.12", ("cryptography", L, "45.0.1", "3.12", None)),
+    ("cryptography-libressl45.0.1-py3.12", ("cryptography", LIBRE, "45.0.1", "3.12", None)),
     ("cffi1.15.1-py3.12-armv7", ("cffi", None, "1.15.1", "3.12", "armv7")),
     # each field alone and in combination
     ("cffi1.15.1", ("cffi", None, "1.15.1", None, None)),
@@ -69,7 +69,7 @@ CASES: list[tuple[str, tuple[str, SSL | None, str | None, str | None, str | None
     ("cffi==1.15.1", ("cffi", None, "1.15.1", None, None)),
     ("bcrypt_4", ("bcrypt", None, "4", None, None)),
     ("cffi-1.15.1-py3.12", ("cffi", None, "1.15.1", "3.12", None)),
-    ("cryptography-libressl-45.0.1", ("cryptography", L, "45.0.1", None, None)),
+    ("cryptography-libressl-45.0.1", ("cryptography", LIBRE, "45.0.1", None, None)),
     ("msgpack-python-py3.12", ("msgpack-python", None, None, "3.12", None)),
     # without a separator, digits after a letter start the version if dotted
     ("jinja23.1.4", ("jinja", None, "23.1.4", None, None)),
@@ -78,8 +78,8 @@ CASES: list[tuple[str, tuple[str, SSL | None, str | None, str | None, str | None
     ("cffi1.0.post1-py3.12", ("cffi", None, "1.0.post1", "3.12", None)),
     ("cffi1!2.0", ("cffi", None, "1!2.0", None, None)),
     # SSL suffix case and placement
-    ("cryptography-OpenSSL", ("cryptography", O, None, None, None)),
-    ("cryptography-LIBRESSL-py3.12", ("cryptography", L, None, "3.12", None)),
+    ("cryptography-OpenSSL", ("cryptography", OPEN, None, None, None)),
+    ("cryptography-LIBRESSL-py3.12", ("cryptography", LIBRE, None, "3.12", None)),
 ]
 
 

@@ -65,8 +65,8 @@ def _newest(versions: Iterable[Version | None]) -> Version | None:
 
 def registry_versions(settings: Settings, labels: list[str]) -> dict[str, Version | None]:
     """Newest published version per label, over both kinds' repositories."""
-    from .images import latest_tag_version  # noqa: PLC0415 - the registry is optional for check
-    from .registry import RegistryClient  # noqa: PLC0415
+    from .images import latest_tag_version
+    from .registry import RegistryClient
 
     client = RegistryClient.from_settings(settings)
     return {
@@ -83,7 +83,7 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
     labels = [module_label(t.module, t.ssl) for t in targets]
     published = registry_versions(settings, labels) if settings.wheels_registry else {}
     rows = []
-    for target, label in zip(targets, labels):
+    for target, label in zip(targets, labels, strict=True):
         newest = latest[target.module]
         # LibreSSL builds never go to wheels/, so only the registry can tell about them.
         mine = local.get(canonicalize_name(target.module)) if target.ssl in (None, SSL.OPENSSL) else None

@@ -60,7 +60,7 @@ class Runner:
 
     @property
     def registry(self):  # type: ignore[no-untyped-def]
-        from .registry import RegistryClient  # noqa: PLC0415
+        from .registry import RegistryClient
 
         if self._registry is None:
             if not self.settings.wheels_registry:
@@ -71,7 +71,7 @@ class Runner:
     # ---- steps ---------------------------------------------------------------------------
 
     def pull_existing(self, job: Job) -> None:
-        from .images import pull_wheels  # noqa: PLC0415
+        from .images import pull_wheels
 
         s = self.settings
         if s.no_pull_wheels or not s.wheels_registry:
@@ -98,7 +98,7 @@ class Runner:
         return False
 
     def build(self, job: Job) -> None:
-        from .build import build  # noqa: PLC0415
+        from .build import build
 
         if wheels_in(job.pulled_dir) and not self.settings.no_self_pull:
             console.progress(job.target, "build", "skipped: its image already has this platform")
@@ -111,7 +111,7 @@ class Runner:
         build(self.settings, job)
 
     def repair(self, job: Job) -> None:
-        from .repair import repair  # noqa: PLC0415
+        from .repair import repair
 
         if not wheels_in(job.built_dir):
             if wheels_in(job.pulled_dir):
@@ -120,7 +120,7 @@ class Runner:
         repair(self.settings, job)
 
     def export(self, job: Job) -> None:
-        from .export import export  # noqa: PLC0415
+        from .export import export
 
         if not job.exports:
             return
@@ -130,7 +130,7 @@ class Runner:
         console.progress(job.target, "export", f"{len(written)} wheel(s) in {self.settings.wheels_dir / job.arch.name}")
 
     def push(self, job: Job) -> None:
-        from .images import push_wheels  # noqa: PLC0415
+        from .images import push_wheels
 
         wheels = final_wheels(job)
         if not wheels:
@@ -168,7 +168,7 @@ def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None) -> N
 
 
 def print_noop(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:
-    from .build import build_command  # noqa: PLC0415
+    from .build import build_command
 
     print_plan(plan)
     print(f"\nNOOP: would run {' -> '.join(steps)} for {len(plan.jobs)} job(s); commands:")

@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from invoke import Program
+from invoke.program import Program
 
 from .settings import Settings
 from .tasks import SETTING_FLAGS, ns

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
@@ -221,7 +222,7 @@ def parse_target(text: str) -> Target:
     return Target(canonicalize_name(name), ssl, version, python, arch)
 
 
-def split_targets(values: str | list[str] | tuple[str, ...]) -> list[str]:
+def split_targets(values: str | Sequence[str]) -> list[str]:
     """Split ``"a b"``, ``"a,b"`` or a list of such into single target texts."""
     items = [values] if isinstance(values, str) else list(values)
     return [t for item in items for t in re.split(r"[\s,]+", item) if t]

@@ -76,7 +76,8 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
     body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     help_ = {f: _flag_help(f) for f in SETTING_FLAGS}
     help_.update(getattr(func, "_help", {}))
-    return task(name=name, optional=list(SETTING_FLAGS), auto_shortflags=False, help=help_)(body)
+    made: Task[Any] = task(name=name, optional=list(SETTING_FLAGS), auto_shortflags=False, help=help_)(body)
+    return made
 
 
 def helps(**texts: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
