@@ -6,6 +6,7 @@ may install (Requires-Python, PEP 345/503) and which are yanked (PEP 592).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -23,10 +24,8 @@ import requests_cache
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
-    InvalidWheelFilename,
     canonicalize_name,
     parse_sdist_filename,
-    parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 from requests.adapters import HTTPAdapter
@@ -115,19 +114,30 @@ def python_candidate(python: str) -> Version:
 # ---- parsing ---------------------------------------------------------------------------
 
 
+# A project page lists thousands of files but few distinct versions and Requires-Python
+# strings; both parsed objects are immutable, so each distinct string is parsed once.
+_version = functools.lru_cache(maxsize=65536)(Version)
+
+
 def file_version(project: str, filename: str) -> Version | None:
     """The version in a wheel or sdist filename of `project`; None for anything else."""
     try:
         if filename.endswith(".whl"):
-            name, version, _build, _tags = parse_wheel_filename(filename)
+            # The wheel spec fixes name and version as the first two fields, so the tags
+            # (the costly part of parse_wheel_filename) need no parsing to find the version.
+            parts = filename[:-4].split("-")
+            if len(parts) not in (5, 6):
+                return None
+            name, version = parts[0], _version(parts[1])
         else:
             name, version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+    except (InvalidSdistFilename, InvalidVersion):
         return None
     # A name mismatch means a legacy filename split at the wrong dash (or a stray file).
     return version if canonicalize_name(name) == canonicalize_name(project) else None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_requires_python(text: str | None) -> SpecifierSet | None:
     if not text or not text.strip():
         return None
