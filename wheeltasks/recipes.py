@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 from .errors import WheelTasksError
 from .settings import Settings
-from .targets import SSL, DEFAULT_SSL
+from .targets import DEFAULT_SSL, SSL
 
 PACKAGE_SCRIPTS = Path(str(resources.files("wheeltasks") / "data" / "scripts"))
 

@@ -55,7 +55,7 @@ def _pip_default_index() -> str:
     # The index pip itself uses when nothing is configured; asked from pip so this
     # project never hard-codes a host (pip is present wherever Python packaging is).
     try:
-        from pip._internal.models.index import PyPI  # noqa: PLC0415
+        from pip._internal.models.index import PyPI
     except ImportError as exc:  # pragma: no cover - pip is a dependency of every venv
         raise WheelTasksError("PYPI_INDEX is not set and pip is not installed to tell the default index") from exc
     return str(PyPI.simple_url)
