@@ -189,6 +189,21 @@ def build_source_packages(src_root: Path, dest: Path, work: Path) -> list[Path]:
     return built
 
 
+# Real build back-ends, so the fixture packages build the default way (isolated), as they
+# would from any real index: fetched once from the public index into pip's own cache.
+BUILD_BACKENDS = ("setuptools", "wheel")
+
+
+def add_build_backends(dest: Path) -> list[Path]:
+    before = set(dest.iterdir())
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
+           "--python-version", "3.11", "--dest", str(dest), *BUILD_BACKENDS]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"fetching {' '.join(BUILD_BACKENDS)} for the fixture index failed:\n{result.stderr}")
+    return sorted(set(dest.iterdir()) - before)
+
+
 # ---- the static index --------------------------------------------------------------------
 
 
@@ -392,6 +407,7 @@ def fixture_dists(tmp_path_factory: pytest.TempPathFactory) -> FixtureDists:
         for spec in specs:
             write_file(packages, project, spec)
     built = build_source_packages(PACKAGES_SRC, packages, base / "build")
+    add_build_backends(packages)
     write_static_index(base / "static", STATIC_PROJECTS)
     return FixtureDists(packages, base / "static", tuple(built))
 

@@ -207,6 +207,19 @@ def test_mod_build_ran_before_pip_wheel(built: Callable[[str, Kind], tuple[Job, 
     assert log.index("wheeltasks: python3 -m pip wheel --wheel-dir /wheels", marker) > marker
 
 
+def test_repairing_again_gives_the_same_bytes(
+    built: Callable[[str, Kind], tuple[Job, list[Path]]], project: Project
+) -> None:
+    """A second repair + export of the same build is no conflict in wheels/ (SOURCE_DATE_EPOCH)."""
+    job, exported = built("amd64", Kind.SHARED)
+    wheel = only(exported, "wtzlib")
+    before = wheel.read_bytes()
+    settings = project.settings(wheels_dir=str(project.root / "wheels-shared"))
+    repair_step.repair(settings, job)
+    assert export_step.export(settings, job)
+    assert wheel.read_bytes() == before
+
+
 def test_no_shared_amd64_is_plain_linux(
     built: Callable[[str, Kind], tuple[Job, list[Path]]], docker_client: docker.DockerClient, builder_template: str
 ) -> None:

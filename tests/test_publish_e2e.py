@@ -22,12 +22,8 @@ from tests.fixtures_registry import PASSWORD, RegistryServer
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-# The fixture packages' recipes: wtdep needs wtzlib's wheel image first. The fixture index
-# serves only the fixture packages (no setuptools), so builds use the builder's own.
-RECIPES = {
-    "wtzlib.sh": "mod_build() {\n    export PIP_NO_BUILD_ISOLATION=false\n}\n",
-    "wtdep.sh": 'mod_depends="wtzlib"\nmod_build() {\n    export PIP_NO_BUILD_ISOLATION=false\n}\n',
-}
+# wtdep needs wtzlib's wheel image first; wtzlib builds with no recipe at all.
+RECIPES = {"wtdep.sh": 'mod_depends="wtzlib"\n'}
 
 
 def project(tmp_path: Path, builder_template: str, index_server: str, registry: str) -> dict[str, str]:

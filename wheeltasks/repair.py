@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import shutil
+import zipfile
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import docker.errors
@@ -210,6 +212,16 @@ def ensure_image(client: docker.DockerClient, image: str, platform: str) -> None
         ) from exc
 
 
+def source_date_epoch(wheels: list[Path]) -> int:
+    """The newest entry time in the wheels: auditwheel stamps the repaired wheel with it.
+
+    Without it, files auditwheel patches or adds get the time of the repair, so repairing
+    the same wheel twice would give different bytes (and a conflict in ``wheels/``).
+    """
+    newest = max(info.date_time for wheel in wheels for info in zipfile.ZipFile(wheel).infolist())
+    return int(datetime(*newest, tzinfo=timezone.utc).timestamp())
+
+
 def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) -> None:
     """``auditwheel repair`` of the wheels (all in ``built/``) into ``out``."""
     client = docker_engine.client()
@@ -227,6 +239,7 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
         "HOST_GID": str(os.getgid()),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_ROOT_USER_ACTION": "ignore",
+        "SOURCE_DATE_EPOCH": str(source_date_epoch(wheels)),
     }
     if settings.pypi_index:
         environment["PIP_INDEX_URL"] = settings.pypi_index
