@@ -13,7 +13,6 @@ import http.server
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,17 +24,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fixtures_index import free_port
+
 REGISTRY_BIN = "docker-registry"
 USERNAME = "wheeler"
 PASSWORD = "s3cret-Pa55-for-tests"
 SERVICE = "wheeltasks-test-registry"
 ISSUER = "wheeltasks-test-issuer"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _b64url(data: bytes) -> str:

@@ -14,7 +14,6 @@ import subprocess
 import time
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import canonicalize_name
 
@@ -24,6 +23,7 @@ from .job import Job
 from .recipes import depends, find_recipe, recipe_dirs
 from .settings import Settings
 from .targets import DEFAULT_SSL, parse_target
+from .urls import split_credentials
 
 DOCKERFILE = Path(str(resources.files("wheeltasks") / "data" / "Dockerfile"))
 LOG_TAIL_LINES = 30
@@ -53,17 +53,6 @@ def index_secret_file(job: Job) -> Path:
 
 
 # ---- pure parts ----------------------------------------------------------------------
-
-
-def split_credentials(url: str) -> tuple[str, bool]:
-    """The index URL without user:password, and whether it had any."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url, False
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), True
 
 
 def depends_modules(settings: Settings, job: Job) -> tuple[str, ...]:
@@ -106,7 +95,7 @@ def build_command(settings: Settings, job: Job, context: Path) -> list[str]:
         command += ["--build-arg", f"{name}={value}"]
     if settings.ca_bundle:
         command += ["--secret", f"id=ca,src={Path(settings.ca_bundle).expanduser().resolve()}"]
-    if split_credentials(settings.pypi_index)[1]:
+    if split_credentials(settings.pypi_index)[1] is not None:
         command += ["--secret", f"id=pipindex,src={index_secret_file(job)}"]
     command += ["-f", str(DOCKERFILE), str(context)]
     return command
@@ -194,7 +183,7 @@ def build(settings: Settings, job: Job) -> list[Path]:
     partial = partial_dir(job)
     shutil.rmtree(partial, ignore_errors=True)
     secret = index_secret_file(job)
-    if split_credentials(settings.pypi_index)[1]:
+    if split_credentials(settings.pypi_index)[1] is not None:
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(settings.pypi_index)

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
@@ -39,6 +38,7 @@ from .registry import (
     sha256_digest,
 )
 from .targets import ARCHES, Arch, module_label, parse_target
+from .urls import split_credentials
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -103,16 +103,9 @@ def wheels_created(wheels: Iterable[Path]) -> str | None:
     return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
-def public_url(url: str) -> str:
-    """``url`` without user information: index URLs may carry credentials."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def index_annotations(job: Job, index_url: str) -> dict[str, str]:
     """What is the same for every platform of the tag (so any job writes the same index)."""
-    index = public_url(index_url).rstrip("/")
+    index = split_credentials(index_url)[0].rstrip("/")
     values = {
         "org.opencontainers.image.title": job.label,
         "org.opencontainers.image.version": str(job.version),

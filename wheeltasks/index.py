@@ -17,7 +17,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 import requests_cache
@@ -34,6 +34,7 @@ from urllib3.util.retry import Retry
 
 from .errors import WheelTasksError
 from .settings import Settings
+from .urls import redact, split_credentials
 
 log = logging.getLogger("wheeltasks.index")
 
@@ -248,26 +249,6 @@ def newest_installable(releases: Iterable[Release], python: str | None) -> Versi
 
 
 # ---- URLs and credentials --------------------------------------------------------------
-
-
-def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """The URL without ``user:password@``, and those credentials (for HTTP Basic auth)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url, None
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    bare = urlunsplit(parts._replace(netloc=netloc))
-    return bare, (unquote(parts.username or ""), unquote(parts.password or ""))
-
-
-def redact(url: str) -> str:
-    """The URL as it may appear in messages: credentials replaced with ``***``."""
-    bare, credentials = split_credentials(url)
-    if credentials is None:
-        return url
-    parts = urlsplit(bare)
-    return urlunsplit(parts._replace(netloc=f"***@{parts.netloc}"))
 
 
 # ---- the cache -------------------------------------------------------------------------
