@@ -100,6 +100,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, cli_env: dict[str, str
     assert "Traceback" not in done.stderr
 
 
+def test_push_without_a_registry_fails_before_building(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = run(inv("-r", str(ROOT), "build", "wtplain-amd64", "--push"), tmp_path, cli_env)
+    assert done.returncode == 2 and "no registry configured: set WHEELS_REGISTRY" in done.stderr
+    assert not (tmp_path / ".wheeltasks").exists()  # nothing was started
+
+
 def test_bad_switch_value_exits_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
     done = run(wheeltasks("resolve", "wtplain", "--json"), tmp_path, {**cli_env, "NOOP": "perhaps"})
     assert done.returncode == 2 and "NOOP='perhaps'" in done.stderr and "Traceback" not in done.stderr

@@ -26,6 +26,7 @@ from .repair import repair
 from .settings import Settings
 
 FULL_FLOW = ("pull-existing", "build", "repair", "export", "push")
+NO_REGISTRY = "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me or 127.0.0.1:5000/me)"
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Runner:
     def registry(self) -> RegistryClient:
         if self._registry is None:
             if not self.settings.wheels_registry:
-                raise WheelTasksError("no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me or 127.0.0.1:5000/me)")
+                raise WheelTasksError(NO_REGISTRY)
             self._registry = RegistryClient.from_settings(self.settings)
         return self._registry
 
@@ -193,6 +194,8 @@ def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None) -> R
     """Run ``steps`` (default: the whole local flow, plus push when DO_PUSH) for every job."""
     if steps is None:
         steps = [s for s in FULL_FLOW if s != "push" or settings.do_push]
+    if "push" in steps and not settings.wheels_registry:
+        raise WheelTasksError(NO_REGISTRY)  # before any build, not after them all
     if settings.noop:
         print_noop(settings, plan, steps)
         return RunReport()
