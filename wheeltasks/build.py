@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from . import console, docker_engine
 from .errors import WheelTasksError
-from .job import Job
+from .job import Job, wheels_in
 from .recipes import depends, find_recipe, recipe_dirs
 from .settings import Settings
 from .targets import DEFAULT_SSL, parse_target
@@ -174,7 +174,7 @@ def build(settings: Settings, job: Job) -> list[Path]:
         print(shlex.join(build_command(settings, job, context)), flush=True)
         return []
     if settings.no_build:
-        return sorted(job.built_dir.glob("*.whl")) if job.built_dir.is_dir() else []
+        return wheels_in(job.built_dir)
     _check_inputs(settings)
     docker_engine.check_build(job.arch)
 
@@ -195,7 +195,7 @@ def build(settings: Settings, job: Job) -> list[Path]:
     finally:
         secret.unlink(missing_ok=True)
 
-    wheels = sorted(partial.glob("*.whl")) if partial.is_dir() else []
+    wheels = wheels_in(partial)
     if code != 0 or not wheels:
         shutil.rmtree(partial, ignore_errors=True)
         why = f"exit {code}" if code != 0 else "no wheel in the output"

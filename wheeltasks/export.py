@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .build import say
 from .errors import WheelTasksError
-from .job import Job
+from .job import Job, result_wheels
 from .settings import Settings
 
 
@@ -31,15 +31,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def source_wheels(job: Job) -> list[Path]:
-    """The job's wheels: repaired ones, or else the ones pulled from an existing image."""
-    for folder in (job.repaired_dir, job.pulled_dir):
-        wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
-        if wheels:
-            return wheels
-    return []
 
 
 def copy_atomic(source: Path, dest: Path) -> None:
@@ -65,7 +56,7 @@ def export(settings: Settings, job: Job) -> list[Path]:
     """
     if not job.exports:
         return []
-    wheels = source_wheels(job)
+    wheels = result_wheels(job)
     dest_dir = export_dir(settings, job)
     if settings.noop:
         for wheel in wheels:

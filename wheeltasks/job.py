@@ -103,6 +103,20 @@ class Job:
         }
 
 
+def wheels_in(folder: Path) -> list[Path]:
+    """The wheels in a folder, sorted; none when it does not exist."""
+    return sorted(folder.glob("*.whl")) if folder.is_dir() else []
+
+
+def result_wheels(job: Job) -> list[Path]:
+    """What the job produced: repaired wheels, else those pulled from its own image.
+
+    The pipeline keeps at most one of the two: a pull drops an older build's, a build
+    drops older pulled ones.
+    """
+    return wheels_in(job.repaired_dir) or wheels_in(job.pulled_dir)
+
+
 def make_job(
     settings: Settings,
     module: str,

@@ -19,7 +19,7 @@ from .build import build, build_command
 from .errors import WheelTasksError
 from .export import export
 from .images import pull_wheels, push_wheels
-from .job import Job
+from .job import Job, result_wheels, wheels_in
 from .plan import Plan
 from .registry import RegistryClient
 from .repair import repair
@@ -53,15 +53,6 @@ def print_plan(plan: Plan) -> None:
         ("target", "kind", "platform", "image"),
         [(job.target, job.kind.value, job.platform, job.image) for job in plan.jobs],
     )
-
-
-def wheels_in(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.whl")) if folder.is_dir() else []
-
-
-def final_wheels(job: Job) -> list[Path]:
-    """What the job produced: repaired wheels, else wheels pulled from its own image."""
-    return wheels_in(job.repaired_dir) or wheels_in(job.pulled_dir)
 
 
 def _copy_wheels(wheels: Sequence[Path], dest: Path) -> None:
@@ -118,7 +109,7 @@ class Runner:
         """Offer a dependency built earlier in this run to the job; true if there was one."""
         for other in self.plan.jobs:
             if other.tag == tag and other.arch == job.arch and other.kind == job.kind:
-                wheels = final_wheels(other)
+                wheels = result_wheels(other)
                 if wheels:
                     _copy_wheels(wheels, job.imports_dir)
                     return True
@@ -148,14 +139,14 @@ class Runner:
     def export(self, job: Job) -> None:
         if not job.exports:
             return
-        if not final_wheels(job):
+        if not result_wheels(job):
             raise WheelTasksError(f"{job.target}: no wheels to export in {job.work_dir}; run `inv build` first")
         written = export(self.settings, job)
         self.report.exported += len(written)
         console.progress(job.target, "export", f"{len(written)} wheel(s) in {self.settings.wheels_dir / job.arch.name}")
 
     def push(self, job: Job) -> None:
-        wheels = final_wheels(job)
+        wheels = result_wheels(job)
         if not wheels:
             raise WheelTasksError(f"{job.target}: no wheels to push in {job.work_dir}; run `inv build` first")
         result = push_wheels(self.registry, job, wheels, index_url=self.settings.pypi_index)

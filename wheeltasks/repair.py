@@ -31,7 +31,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from . import docker_engine
 from .build import log_tail, say
 from .errors import WheelTasksError
-from .job import Job
+from .job import Job, wheels_in
 from .settings import Kind, Settings
 
 # Run in the builder as ``sh -c SCRIPT repair <wheel file names in /in>``.
@@ -273,7 +273,7 @@ def repair(settings: Settings, job: Job) -> list[Path]:
     if settings.noop:
         say(job, "repair", f"NOOP: would repair {job.built_dir} into {job.repaired_dir}")
         return []
-    built = sorted(job.built_dir.glob("*.whl")) if job.built_dir.is_dir() else []
+    built = wheels_in(job.built_dir)
     if not built:
         raise WheelTasksError(f"no built wheels in {job.built_dir}: run `inv build {job.target}` first")
     staging = partial_dir(job)
