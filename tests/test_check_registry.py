@@ -75,3 +75,13 @@ def test_update_plans_only_the_outdated_for_every_default_python(
     assert planned == ["wt-fix-name0.3.0-py3.11-amd64", "wt-fix-name0.3.0-py3.12-amd64"]
     assert "NOOP: would run pull-existing -> build -> repair -> export" in done.stdout
     assert done.stdout.count("docker buildx build --platform linux/amd64") == 2
+
+
+def test_update_target_parses_back_to_the_module_and_version() -> None:
+    from wheeltasks.check import CheckRow
+    from wheeltasks.targets import PYALL, SSL, parse_target
+
+    for module, ssl, version in [("bcrypt", None, "4"), ("ed25519", None, "1.5"), ("cryptography", SSL.LIBRESSL, "45.0.1")]:
+        row = CheckRow(module, ssl, Version(version), None, None, True)
+        target = parse_target(row.update_target)
+        assert (target.module, target.ssl, target.version, target.python) == (module, ssl, Version(version), PYALL)

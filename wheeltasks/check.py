@@ -11,10 +11,12 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from . import console
+from .images import latest_tag_versions
 from .index import IndexClient
 from .plan import default_targets, newest_python
+from .registry import RegistryClient
 from .settings import Kind, Settings
-from .targets import SSL, module_label
+from .targets import SSL, join_version, module_label
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class CheckRow:
     @property
     def update_target(self) -> str:
         """What `update` builds: this version for every default Python."""
-        return f"{self.label}{'_' if self.label[-1].isdigit() else ''}{self.index_version}-pyall"
+        return f"{join_version(self.label, self.index_version)}-pyall"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,14 +67,9 @@ def _newest(versions: Iterable[Version | None]) -> Version | None:
 
 def registry_versions(settings: Settings, labels: list[str]) -> dict[str, Version | None]:
     """Newest published version per label, over both kinds' repositories."""
-    from .images import latest_tag_version
-    from .registry import RegistryClient
-
     client = RegistryClient.from_settings(settings)
-    return {
-        label: _newest(latest_tag_version(client, settings.repository(kind), label) for kind in Kind)
-        for label in labels
-    }
+    published = [latest_tag_versions(client, settings.repository(kind)) for kind in Kind]
+    return {label: _newest(versions.get(label) for versions in published) for label in labels}
 
 
 def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow]:
@@ -91,6 +88,13 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
         have = theirs if settings.wheels_registry else mine
         rows.append(CheckRow(target.module, target.ssl, newest, mine, theirs, have is None or newest > have))
     return rows
+
+
+def show_rows(rows: list[CheckRow], json: bool) -> None:
+    if json:
+        console.emit_json([row.to_json() for row in rows])
+    else:
+        print_rows(rows)
 
 
 def print_rows(rows: list[CheckRow]) -> None:

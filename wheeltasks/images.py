@@ -379,21 +379,25 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 # ---- check ---------------------------------------------------------------------------
 
 
-def latest_tag_version(
-    client: RegistryClient, repository: str, label: str, python: str | None = None
-) -> Version | None:
-    """The newest version published for ``label`` (module with its SSL suffix), by
-    ``packaging`` order, among current and legacy per-arch tags (and one Python if given)."""
-    wanted = parse_target(label)
-    name = module_label(wanted.module, wanted.ssl)
-    versions = []
+def latest_tag_versions(client: RegistryClient, repository: str, python: str | None = None) -> dict[str, Version]:
+    """The newest version published per label (module with its SSL suffix), by ``packaging``
+    order, among current and legacy per-arch tags (and one Python if given): one tag listing."""
+    newest: dict[str, Version] = {}
     for tag in client.tags(client.path(repository)):
         try:
             target = parse_target(tag)
         except WheelTasksError:
             continue
-        if target.version is None or module_label(target.module, target.ssl) != name:
+        if target.version is None or (python is not None and target.python != python):
             continue
-        if python is None or target.python == python:
-            versions.append(target.version)
-    return max(versions, default=None)
+        label = module_label(target.module, target.ssl)
+        newest[label] = max(target.version, newest.get(label, target.version))
+    return newest
+
+
+def latest_tag_version(
+    client: RegistryClient, repository: str, label: str, python: str | None = None
+) -> Version | None:
+    """The newest version published for one ``label`` (see :func:`latest_tag_versions`)."""
+    wanted = parse_target(label)
+    return latest_tag_versions(client, repository, python).get(module_label(wanted.module, wanted.ssl))

@@ -7,7 +7,8 @@ module's ``mod_depends`` before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,7 +18,7 @@ from . import recipes
 from .errors import WheelTasksError
 from .job import Job, make_job
 from .settings import Kind, Settings
-from .targets import PYALL, SSL, Arch, Target, parse_target, split_targets
+from .targets import PYALL, SSL, Arch, Target, image_tag, parse_target, split_targets
 
 # Special targets given alone that stand for the default sets.
 DEFAULT_SETS = ("all", "core")
@@ -105,11 +106,15 @@ def _pythons(settings: Settings, target: Target) -> tuple[str, ...]:
     return (target.python or newest_python(settings),)
 
 
+DependsOf = Callable[[str, SSL | None], tuple[Target, ...]]
+
+
 def _expand(
     settings: Settings,
     target: Target,
     kinds: tuple[Kind, ...],
     notes: list[str],
+    depends_of: DependsOf,
     inherited: tuple[tuple[str, ...], tuple[Arch, ...]] | None = None,
     chain: tuple[str, ...] = (),
 ) -> list[_Want]:
@@ -119,7 +124,7 @@ def _expand(
         raise WheelTasksError(f"dependency cycle in recipes: {' -> '.join((*chain, label))}")
     pythons = _pythons(settings, target) if inherited is None or target.python else inherited[0]
     arches = (target.arch,) if target.arch else (inherited[1] if inherited else settings.arch_list)
-    dep_targets = [parse_target(t) for t in recipes.depends(settings, target.module, target.ssl)]
+    dep_targets = depends_of(target.module, target.ssl)
     wants: list[_Want] = []
     for python in pythons:
         for arch in arches:
@@ -130,7 +135,9 @@ def _expand(
                 deps = tuple(
                     w
                     for dep in dep_targets
-                    for w in _expand(settings, dep, (kind,), notes, ((python,), (arch,)), (*chain, label))
+                    for w in _expand(
+                        settings, dep, (kind,), notes, depends_of, ((python,), (arch,)), (*chain, label)
+                    )
                 )
                 wants.append(_Want(target.module, target.ssl, target.version, python, arch, kind, deps))
     return wants
@@ -171,14 +178,20 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> P
     targets, both = parse_targets(settings, texts)
     kinds = (Kind.SHARED, Kind.NO_SHARED) if both else settings.kinds
     notes: list[str] = []
-    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes))
+
+    # A dependency is expanded once per Python, arch and kind: read its recipe once.
+    @functools.cache
+    def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
+        return tuple(parse_target(t) for t in recipes.depends(settings, module, ssl))
+
+    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of))
     versions = _versions(index, wants)
 
     def version_of(want: _Want) -> Version:
         return want.version if want.version is not None else versions[(want.module, want.python)]
 
     def tag_of(want: _Want) -> str:
-        return make_job(settings, want.module, want.ssl, version_of(want), want.python, want.arch, want.kind).tag
+        return image_tag(want.module, want.ssl, version_of(want), want.python)
 
     jobs: dict[tuple[object, ...], Job] = {}
     for want in wants:

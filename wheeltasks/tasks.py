@@ -112,11 +112,7 @@ def _resolve(settings: Settings, targets: str, json: bool = False) -> None:
 @helps(json="print one object per module and SSL variant as a JSON array")
 def _check(settings: Settings, json: bool = False) -> None:
     """For every default module: is the index newer than what wheels/ and the registry hold?"""
-    rows = check_mod.check(settings)
-    if json:
-        console.emit_json([row.to_json() for row in rows])
-    else:
-        check_mod.print_rows(rows)
+    check_mod.show_rows(check_mod.check(settings), json)
 
 
 @helps(json="print the check rows as a JSON array")
@@ -124,10 +120,7 @@ def _update(settings: Settings, json: bool = False) -> None:
     """check, then build (and with --push push) the out-of-date modules for every default Python."""
     index = IndexClient(settings)  # one client: CLEAN_CACHE clears once per run
     rows = check_mod.check(settings, index)
-    if json:
-        console.emit_json([r.to_json() for r in rows])
-    else:
-        check_mod.print_rows(rows)
+    check_mod.show_rows(rows, json)
     targets = [row.update_target for row in rows if row.outdated]
     if not targets:
         console.note("everything is up to date")
