@@ -17,7 +17,7 @@ fi
 mkdir -p "$STATE_DIR" "$LOG_DIR"
 
 # ---- packages -------------------------------------------------------------------------
-PACKAGES=(docker.io qemu-user-static binfmt-support docker-registry mmdebstrap skopeo
+PACKAGES=(docker.io qemu-user-static binfmt-support docker-registry mmdebstrap arch-test skopeo
           apache2-utils ca-certificates curl patchelf python3 python3-venv)
 missing=()
 for pkg in "${PACKAGES[@]}"; do

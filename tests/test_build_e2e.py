@@ -60,7 +60,7 @@ class Project:
         return Settings.load(config={}, env=self.env, flags=flags)
 
     def job(self, module: str, version: str, arch: str, kind: Kind = Kind.SHARED, settings: Settings | None = None) -> Job:
-        return make_job(settings or self.settings(), module, None, Version(version), PYTHON, get_arch(arch), kind)
+        return make_job(settings or self.settings(), module=module, version=Version(version), python=PYTHON, arch=get_arch(arch), kind=kind)
 
 
 def make_project(root: Path, recipes: Path | None, index: str | None, builder: str) -> Project:

@@ -40,7 +40,7 @@ def make(
     ssl: SSL | None = None,
     version: str = "1.0",
 ) -> Job:
-    return make_job(settings, module, ssl, Version(version), "3.11", get_arch(arch), kind)
+    return make_job(settings, module=module, ssl=ssl, version=Version(version), python="3.11", arch=get_arch(arch), kind=kind)
 
 
 def fake_wheel(folder: Path, name: str, payload: dict[str, bytes] | None = None) -> Path:
@@ -167,9 +167,8 @@ def test_noop_builds_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_missing_ca_bundle_is_a_user_error(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, env={"CA_BUNDLE": str(tmp_path / "nope.pem")})
     with pytest.raises(WheelTasksError, match="CA bundle"):
-        build_step.build(settings, make(settings))
+        make_settings(tmp_path, env={"CA_BUNDLE": str(tmp_path / "nope.pem")})
 
 
 def test_dockerfile_has_no_syntax_line_and_a_scratch_stage() -> None:

@@ -12,9 +12,8 @@ from packaging.version import Version
 from tests.fixtures_registry import RegistryServer
 from tests.test_registry import make_wheel
 from wheeltasks.check import check
-from wheeltasks.images import push_wheels
+from wheeltasks.images import open_registry, push_wheels
 from wheeltasks.job import make_job
-from wheeltasks.registry import RegistryClient
 from wheeltasks.settings import Kind, Settings
 from wheeltasks.targets import get_arch
 
@@ -35,10 +34,10 @@ def env_for(tmp_path: Path, index: str, registry: str) -> dict[str, str]:
 
 
 def publish(settings: Settings, module: str, version: str, kind: Kind, python: str = "3.12") -> None:
-    job = make_job(settings, module, None, Version(version), python, get_arch("amd64"), kind)
+    job = make_job(settings, module=module, version=Version(version), python=python, arch=get_arch("amd64"), kind=kind)
     folder = settings.work_dir / "fake" / job.tag
     wheel = make_wheel(folder, module, version, "musllinux_1_2_x86_64")
-    push_wheels(RegistryClient.from_settings(settings), job, [wheel], index_url=settings.pypi_index)
+    push_wheels(open_registry(settings), job, [wheel], index_url=settings.pypi_index)
 
 
 def test_outdated_exactly_when_the_index_is_newer(

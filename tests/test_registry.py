@@ -27,7 +27,7 @@ from wheeltasks.images import (
     canonical_json,
     config_blob,
     image_manifest,
-    latest_tag_version,
+    latest_tag_versions,
     layer_tar,
     pull_wheels,
     push_wheels,
@@ -39,9 +39,8 @@ from wheeltasks.registry import (
     RegistryClient,
     is_loopback,
     sha256_digest,
-    split_repository,
 )
-from wheeltasks.settings import Kind, Settings
+from wheeltasks.settings import Kind, Repository, Settings
 from wheeltasks.targets import SSL, get_arch
 
 pytestmark = pytest.mark.e2e
@@ -98,12 +97,14 @@ def client_for(settings: Settings, tmp_path: Path, **kwargs: Any) -> RegistryCli
     # An empty Docker config keeps the user's own ~/.docker out of the tests.
     kwargs.setdefault("docker_config", str(tmp_path / "no-docker-config.json"))
     kwargs.setdefault("backoff", 0.05)
-    return RegistryClient.from_settings(settings, **kwargs)
+    return RegistryClient(
+        settings.registry_host, username=settings.registry_username, password=settings.registry_password, **kwargs
+    )
 
 
 def job_for(settings: Settings, arch_name: str, module: str = "demo", version: str = "1.0.0",
             ssl: SSL | None = None) -> Job:
-    return make_job(settings, module, ssl, Version(version), "3.12", get_arch(arch_name), Kind.SHARED)
+    return make_job(settings, module=module, ssl=ssl, version=Version(version), python="3.12", arch=get_arch(arch_name), kind=Kind.SHARED)
 
 
 def skopeo_raw(server: RegistryServer, ref: str) -> dict[str, Any]:
@@ -140,20 +141,6 @@ def push_single(client: RegistryClient, repo: str, tag: str, layer: bytes, arch_
 
 
 # ---- pure parts ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("repository", "host", "path"),
-    [
-        ("127.0.0.1:5000/test/python-musl-wheels", "127.0.0.1:5000", "test/python-musl-wheels"),
-        ("ghcr.io/me/python-musl-wheels", "ghcr.io", "me/python-musl-wheels"),
-        ("localhost/wheels", "localhost", "wheels"),
-        ("me/python-musl-wheels", "docker.io", "me/python-musl-wheels"),
-        ("python-musl-wheels", "docker.io", "library/python-musl-wheels"),
-    ],
-)
-def test_split_repository(repository: str, host: str, path: str) -> None:
-    assert split_repository(repository) == (host, path)
 
 
 @pytest.mark.parametrize(
@@ -430,7 +417,7 @@ def test_credentials_from_docker_config(registry_basic: RegistryServer, tmp_path
         "WHEELS_REGISTRY": f"{registry_basic.host}/test", "HOME": str(tmp_path), "PYPI_INDEX": INDEX_URL,
         "WHEELTASKS_CACHE_DIR": str(tmp_path / "cache"),
     }, flags={})
-    client = RegistryClient.from_settings(settings, docker_config=str(config))
+    client = RegistryClient(settings.registry_host, docker_config=str(config))
     result = push_wheels(client, job_for(settings, "amd64", module="fromconfig"), wheels_for(tmp_path, "x86_64"),
                          index_url=INDEX_URL)
     assert client.manifest_exists("test/python-musl-wheels", result.tag) == result.index_digest
@@ -573,11 +560,11 @@ def test_pull_verifies_blob_digests(registry_restartable: RegistryServer, tmp_pa
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
-# ---- latest_tag_version ----------------------------------------------------------------
+# ---- latest_tag_versions ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def versioned_repo(registry_plain: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+def versioned_repo(registry_plain: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Repository:
     tmp_path = tmp_path_factory.mktemp("versions")
     settings = settings_for(registry_plain, tmp_path)
     client = client_for(settings, tmp_path)
@@ -592,7 +579,7 @@ def versioned_repo(registry_plain: RegistryServer, tmp_path_factory: pytest.Temp
         "cryptography44.0.0-py3.12", "jinja2_3.1.4-py3.12", "latest", "weird-tag-",
     ):
         client.put_manifest("test/versions", tag, OCI_MANIFEST, manifest)
-    return f"{registry_plain.host}/test/versions"
+    return Repository(registry_plain.host, "test/versions")
 
 
 @pytest.mark.parametrize(
@@ -610,11 +597,11 @@ def versioned_repo(registry_plain: RegistryServer, tmp_path_factory: pytest.Temp
     ],
 )
 def test_latest_tag_version(
-    registry_plain: RegistryServer, versioned_repo: str, tmp_path: Path,
+    registry_plain: RegistryServer, versioned_repo: Repository, tmp_path: Path,
     label: str, python: str | None, expected: str | None,
 ) -> None:
     client = client_for(settings_for(registry_plain, tmp_path), tmp_path)
-    found = latest_tag_version(client, versioned_repo, label, python)
+    found = latest_tag_versions(client, versioned_repo, python).get(label)
     assert found == (Version(expected) if expected else None)
 
 
@@ -624,7 +611,7 @@ def test_latest_tag_version_uses_packaging_order(registry_plain: RegistryServer,
     for version in ("1.9.0", "1.10.0"):
         job = job_for(settings, "amd64", module="ordered", version=version)
         push_wheels(client, job, wheels_for(tmp_path / version, "x86_64"), index_url=INDEX_URL)
-    assert latest_tag_version(client, settings.repository(Kind.SHARED), "ordered", "3.12") == Version("1.10.0")
+    assert latest_tag_versions(client, settings.repository(Kind.SHARED), "3.12")["ordered"] == Version("1.10.0")
 
 
 # ---- transport: chunks, retries, rate limits --------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.settings import Kind, Settings, parse_bool
+from wheeltasks.settings import Kind, Repository, Settings, parse_bool
 from wheeltasks.targets import SSL, get_arch
 
 BASE_ENV = {"HOME": "/home/u"}
@@ -96,9 +96,14 @@ def test_precedence_text(config: dict[str, Any], env: dict[str, str], flag: str 
 
 
 def test_default_index_is_pips_own() -> None:
+    # The package reads pip's default from pip's public --help; the test cross-checks it
+    # against pip's internal constant.
     from pip._internal.models.index import PyPI
 
-    assert load().pypi_index == PyPI.simple_url
+    from wheeltasks.index import index_url
+
+    assert load().pypi_index == ""
+    assert index_url(load()) == PyPI.simple_url
 
 
 def test_lists_from_env_and_config() -> None:
@@ -124,10 +129,10 @@ def test_kinds(env: dict[str, str], kinds: tuple[Kind, ...]) -> None:
 
 def test_repositories_and_builder() -> None:
     s = load(env={"WHEELS_REGISTRY": "127.0.0.1:5000/me/", "NO_SHARED_REPO": "alpine-w", "ALPINE_VERSION": "3.20"})
-    assert s.repository(Kind.SHARED) == "127.0.0.1:5000/me/python-musl-wheels"
-    assert s.repository(Kind.NO_SHARED) == "127.0.0.1:5000/me/alpine-w"
+    assert s.repository(Kind.SHARED) == Repository("127.0.0.1:5000", "me/python-musl-wheels")
+    assert str(s.repository(Kind.NO_SHARED)) == "127.0.0.1:5000/me/alpine-w"
     assert s.builder("3.12") == "python:3.12-alpine3.20"
-    assert load().repository(Kind.SHARED) == "python-musl-wheels"
+    assert str(load().repository(Kind.SHARED)) == "python-musl-wheels"
 
 
 def test_exclusions() -> None:
@@ -153,9 +158,14 @@ def test_folders_resolve_against_the_project(tmp_path: Path) -> None:
     assert load(env={"XDG_CACHE_HOME": "/x"}).cache_dir == Path("/x/wheeltasks")
 
 
-def test_ca_bundle_defaults_to_the_usual_variables() -> None:
-    assert load(env={"SSL_CERT_FILE": "/etc/ca.pem"}).ca_bundle == "/etc/ca.pem"
-    assert load(env={"SSL_CERT_FILE": "/a", "CA_BUNDLE": "/b"}).ca_bundle == "/b"
+def test_ca_bundle_defaults_to_the_usual_variables(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pem", tmp_path / "b.pem"
+    a.write_text("a")
+    b.write_text("b")
+    assert load(env={"SSL_CERT_FILE": str(a)}).ca_bundle == str(a)
+    assert load(env={"SSL_CERT_FILE": str(a), "CA_BUNDLE": str(b)}).ca_bundle == str(b)
+    with pytest.raises(WheelTasksError, match=r"CA bundle /nonexistent\.pem does not exist"):
+        load(env={"SSL_CERT_FILE": "/nonexistent.pem"})
 
 
 def test_unknown_config_key_is_an_error() -> None:

@@ -11,10 +11,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from . import console
-from .images import latest_tag_versions
+from .images import latest_tag_versions, open_registry
 from .index import IndexClient
 from .plan import default_targets, newest_python
-from .registry import RegistryClient
 from .settings import Kind, Settings
 from .targets import SSL, join_version, module_label
 
@@ -67,7 +66,7 @@ def _newest(versions: Iterable[Version | None]) -> Version | None:
 
 def registry_versions(settings: Settings, labels: list[str]) -> dict[str, Version | None]:
     """Newest published version per label, over both kinds' repositories."""
-    client = RegistryClient.from_settings(settings)
+    client = open_registry(settings)
     published = [latest_tag_versions(client, settings.repository(kind)) for kind in Kind]
     return {label: _newest(versions.get(label) for versions in published) for label in labels}
 

@@ -1,13 +1,46 @@
-"""The one exception type for errors a user can cause and fix."""
+"""The project's exception types and the exit codes they become.
+
+Every error a user can meet is a :class:`WheelTasksError` (or a subclass): the task
+prints its message as one line, with no traceback, and exits with its code:
+
+====  ==========================================================================
+code  meaning
+====  ==========================================================================
+0     success
+1     a bug in wheeltasks (a traceback), or with ``inv``: invoke's own parse errors
+2     user error: bad target, setting, configuration, credentials or local files
+3     build failure: a build, repair or verification of at least one job failed
+4     remote failure: the index or the registry failed or could not be reached
+130   interrupted (Ctrl-C); nothing half-written is left behind
+141   the reader of the output went away (``| head``)
+====  ==========================================================================
+"""
 
 from __future__ import annotations
+
+USER_ERROR = 2
+BUILD_FAILED = 3
+REMOTE_FAILED = 4
+INTERRUPTED = 130
 
 
 class WheelTasksError(Exception):
     """A user-facing error: bad input, missing service, refused credentials.
 
-    The message is shown as one line (no traceback) and the task exits with code 2,
-    so it must say what was wrong and what to do about it.
+    The message is shown as one line (no traceback) and the task exits with
+    :attr:`exit_code`, so it must say what was wrong and what to do about it.
     """
 
-    exit_code = 2
+    exit_code = USER_ERROR
+
+
+class BuildError(WheelTasksError):
+    """A job's build, repair or verification failed (its log says why)."""
+
+    exit_code = BUILD_FAILED
+
+
+class RemoteError(WheelTasksError):
+    """A remote service (index, registry, token service) failed, timed out or was unreachable."""
+
+    exit_code = REMOTE_FAILED

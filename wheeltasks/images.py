@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from .errors import WheelTasksError
+from .files import newest_zip_time, write_atomic
 from .job import Job
 from .registry import (
     IMAGE_MANIFEST_TYPES,
@@ -37,12 +35,27 @@ from .registry import (
     RegistryClient,
     sha256_digest,
 )
+from .settings import Repository, Settings
 from .targets import ARCHES, Arch, module_label, parse_target
 from .urls import split_credentials
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _INDEX_ROUNDS = 3
+NO_REGISTRY = "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me or 127.0.0.1:5000/me)"
+
+
+def open_registry(settings: Settings) -> RegistryClient:
+    """A client for the registry of WHEELS_REGISTRY, with the configured credentials
+    (else those of ``docker login`` for that host)."""
+    if not settings.wheels_registry:
+        raise WheelTasksError(NO_REGISTRY)
+    return RegistryClient(
+        settings.registry_host,
+        username=settings.registry_username,
+        password=settings.registry_password,
+        ca_bundle=settings.ca_bundle,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,21 +99,10 @@ def layer_tar(wheels: Iterable[Path]) -> bytes:
 
 
 def wheels_created(wheels: Iterable[Path]) -> str | None:
-    """The newest file time inside the wheels (UTC, RFC 3339): a build date that only
-    changes when the wheels do, so rebuilding the same wheels keeps the same digests."""
-    newest = None
-    for wheel in wheels:
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                times = [info.date_time for info in archive.infolist()]
-        except (zipfile.BadZipFile, OSError):
-            continue
-        if times:
-            newest = max(newest or times[0], *times)
-    if newest is None:
-        return None
-    year, month, day, hour, minute, second = newest
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    """The build date of the wheels (RFC 3339), from their newest entry: it only changes
+    when the wheels do, so rebuilding the same wheels keeps the same digests."""
+    newest = newest_zip_time(wheels)
+    return newest.strftime("%Y-%m-%dT%H:%M:%SZ") if newest else None
 
 
 def index_annotations(job: Job, index_url: str) -> dict[str, str]:
@@ -258,7 +260,7 @@ def push_wheels(client: RegistryClient, job: Job, wheels: list[Path], *, index_u
     """
     if not wheels:
         raise WheelTasksError(f"no wheels to push for {job.target}: build it first (inv build {job.target})")
-    repo = client.path(job.repository)
+    repo = job.repository.path
     created = wheels_created(wheels)
     labels = image_labels(job, index_url, created)
     layer = layer_tar(wheels)
@@ -277,7 +279,7 @@ def push_wheels(client: RegistryClient, job: Job, wheels: list[Path], *, index_u
     entry = {**_descriptor(OCI_MANIFEST, manifest), "platform": platform_of(job.arch)}
     index_digest, index_writes = _publish_index(client, repo, job, entry, index_annotations(job, index_url))
     return PushResult(
-        repository=job.repository,
+        repository=str(job.repository),
         tag=job.tag,
         index_digest=index_digest,
         manifest_digest=digest,
@@ -309,13 +311,13 @@ def _publish_index(
 # ---- pull ----------------------------------------------------------------------------
 
 
-def pull_wheels(client: RegistryClient, repository: str, tag: str, arch: Arch, dest: Path) -> list[Path] | None:
+def pull_wheels(client: RegistryClient, repository: Repository, tag: str, arch: Arch, dest: Path) -> list[Path] | None:
     """Download the wheels of ``repository:tag`` for ``arch`` into ``dest``.
 
     Reads the multi-platform tag, else the legacy ``<tag>-<arch>`` tag; None when
     neither has the platform. Only regular ``*.whl`` files are extracted.
     """
-    repo = client.path(repository)
+    repo = repository.path
     manifest = _platform_manifest(client, repo, tag, arch, trust_tag=False)
     if manifest is None:
         manifest = _platform_manifest(client, repo, f"{tag}-{arch.name}", arch, trust_tag=True)
@@ -357,33 +359,20 @@ def extract_wheels(layer: bytes, dest: Path, *, source: str) -> list[Path]:
                 handle = tar.extractfile(member) if name else None
                 if name is None or handle is None:
                     continue
-                paths.append(_write_atomic(dest / name, handle.read()))
+                paths.append(write_atomic(dest / name, handle.read()))
     except tarfile.TarError:
         raise WheelTasksError(f"a layer of image {source} is not a readable tar: rebuild and push that image") from None
     return paths
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # ---- check ---------------------------------------------------------------------------
 
 
-def latest_tag_versions(client: RegistryClient, repository: str, python: str | None = None) -> dict[str, Version]:
+def latest_tag_versions(client: RegistryClient, repository: Repository, python: str | None = None) -> dict[str, Version]:
     """The newest version published per label (module with its SSL suffix), by ``packaging``
     order, among current and legacy per-arch tags (and one Python if given): one tag listing."""
     newest: dict[str, Version] = {}
-    for tag in client.tags(client.path(repository)):
+    for tag in client.tags(repository.path):
         try:
             target = parse_target(tag)
         except WheelTasksError:
@@ -393,11 +382,3 @@ def latest_tag_versions(client: RegistryClient, repository: str, python: str | N
         label = module_label(target.module, target.ssl)
         newest[label] = max(target.version, newest.get(label, target.version))
     return newest
-
-
-def latest_tag_version(
-    client: RegistryClient, repository: str, label: str, python: str | None = None
-) -> Version | None:
-    """The newest version published for one ``label`` (see :func:`latest_tag_versions`)."""
-    wanted = parse_target(label)
-    return latest_tag_versions(client, repository, python).get(module_label(wanted.module, wanted.ssl))

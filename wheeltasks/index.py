@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -248,7 +251,34 @@ def newest_installable(releases: Iterable[Release], python: str | None) -> Versi
     return max(candidates, default=None)
 
 
-# ---- URLs and credentials --------------------------------------------------------------
+# ---- which index -----------------------------------------------------------------------
+
+
+@functools.cache
+def pip_default_index() -> str:
+    """The index pip uses when none is configured, as pip's own ``--help`` states it.
+
+    Asked from pip's command line (its only public interface) rather than written
+    here, so the default follows pip. Only called when PYPI_INDEX and PIP_INDEX_URL
+    are both unset.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "--isolated", "install", "--help"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WheelTasksError(f"PYPI_INDEX is not set and pip could not tell its default index ({exc})") from None
+    flat = " ".join(done.stdout.split())
+    m = re.search(r"--index-url <url> .*?\(default (\S+?)\)", flat)
+    if done.returncode != 0 or m is None:
+        raise WheelTasksError("PYPI_INDEX is not set and pip could not tell its default index: set PYPI_INDEX")
+    return m[1]
+
+
+def index_url(settings: Settings) -> str:
+    """The index of look-ups and builds: PYPI_INDEX (or PIP_INDEX_URL), else pip's default."""
+    return settings.pypi_index or pip_default_index()
 
 
 # ---- the cache -------------------------------------------------------------------------
@@ -305,8 +335,9 @@ class IndexClient:
     """
 
     def __init__(self, settings: Settings, expire_after: timedelta | int | None = None) -> None:
-        self.index_url, auth = split_credentials(settings.pypi_index.rstrip("/") + "/")
-        self.index_display = redact(self.index_url if auth is None else settings.pypi_index.rstrip("/") + "/")
+        configured = index_url(settings).rstrip("/") + "/"
+        self.index_url, auth = split_credentials(configured)
+        self.index_display = redact(configured)
         if settings.clean_cache:
             clear_cache(settings)
         settings.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ from typing import Any
 
 from packaging.version import Version
 
-from .settings import Kind, Settings
+from .settings import Kind, Repository, Settings
 from .targets import SSL, Arch, Target, format_target, image_tag, module_label
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """(module, ssl, version, python, arch, kind), plus what follows from the settings.
 
@@ -26,7 +26,7 @@ class Job:
     python: str
     arch: Arch
     kind: Kind
-    repository: str
+    repository: Repository
     work_dir: Path
     depends: tuple[str, ...] = ()
 
@@ -51,7 +51,7 @@ class Job:
 
     @property
     def image(self) -> str:
-        return f"{self.repository}:{self.tag}"
+        return self.repository.image(self.tag)
 
     @property
     def platform(self) -> str:
@@ -96,7 +96,7 @@ class Job:
             "platform": self.platform,
             "kind": self.kind.value,
             "tag": self.tag,
-            "repository": self.repository,
+            "repository": str(self.repository),
             "image": self.image,
             "depends": list(self.depends),
             "work_dir": str(self.work_dir),
@@ -119,8 +119,9 @@ def result_wheels(job: Job) -> list[Path]:
 
 def make_job(
     settings: Settings,
+    *,
     module: str,
-    ssl: SSL | None,
+    ssl: SSL | None = None,
     version: Version,
     python: str,
     arch: Arch,

@@ -18,7 +18,8 @@ from . import console
 from .build import build, build_command
 from .errors import WheelTasksError
 from .export import export
-from .images import pull_wheels, push_wheels
+from .images import NO_REGISTRY, open_registry, pull_wheels, push_wheels
+from .index import index_url
 from .job import Job, result_wheels, wheels_in
 from .plan import Plan
 from .registry import RegistryClient
@@ -26,7 +27,6 @@ from .repair import repair
 from .settings import Settings
 
 FULL_FLOW = ("pull-existing", "build", "repair", "export", "push")
-NO_REGISTRY = "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me or 127.0.0.1:5000/me)"
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Runner:
         if self._registry is None:
             if not self.settings.wheels_registry:
                 raise WheelTasksError(NO_REGISTRY)
-            self._registry = RegistryClient.from_settings(self.settings)
+            self._registry = open_registry(self.settings)
         return self._registry
 
     # ---- steps ---------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Runner:
         wheels = result_wheels(job)
         if not wheels:
             raise WheelTasksError(f"{job.target}: no wheels to push in {job.work_dir}; run `inv build` first")
-        result = push_wheels(self.registry, job, wheels, index_url=self.settings.pypi_index)
+        result = push_wheels(self.registry, job, wheels, index_url=index_url(self.settings))
         self.report.blobs_uploaded += result.blobs_uploaded
         self.report.bytes_uploaded += result.bytes_uploaded
         self.report.manifests_written += result.manifests_written

@@ -197,13 +197,13 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> P
     for want in wants:
         job = make_job(
             settings,
-            want.module,
-            want.ssl,
-            version_of(want),
-            want.python,
-            want.arch,
-            want.kind,
-            tuple(dict.fromkeys(tag_of(d) for d in want.depends)),
+            module=want.module,
+            ssl=want.ssl,
+            version=version_of(want),
+            python=want.python,
+            arch=want.arch,
+            kind=want.kind,
+            depends=tuple(dict.fromkeys(tag_of(d) for d in want.depends)),
         )
         jobs.setdefault((job.tag, job.arch.name, job.kind), job)
     return Plan(tuple(jobs.values()), tuple(dict.fromkeys(notes)))

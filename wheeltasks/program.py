@@ -2,37 +2,39 @@
 
 Unlike ``inv``, it accepts several targets as separate words (``wheeltasks build a b
 c``) and flags before targets (``wheeltasks build --push cffi``): invoke itself calls a
-word after an optional-value flag ambiguous while a positional is missing, so this
-program moves the targets next to their task and gives every setting flag its value.
+word after a flag ambiguous while a positional is missing, so this program moves the
+targets next to their task. It reads the project's ``invoke.yaml`` as ``inv`` does
+(beside the ``tasks.py`` found from the current folder upward, else in the current
+folder), and reports command-line and configuration errors as one line, exit code 2.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from invoke.exceptions import CollectionNotFound, Exit, ParseError
+from invoke.loader import FilesystemLoader
 from invoke.program import Program
+from invoke.util import yaml  # type: ignore[attr-defined]  # invoke vendors PyYAML
 
-from .settings import Settings
-from .tasks import SETTING_FLAGS, ns
+from .errors import USER_ERROR
+from .tasks import ns, switch_flags, value_flags
 
 _TASK_NAMES = frozenset(ns.task_names) | {alias for names in ns.task_names.values() for alias in names}
-_SWITCHES = {f.name for f in dataclasses.fields(Settings) if isinstance(f.default, bool)}
-
-
-def _setting(word: str) -> str | None:
-    """The setting a ``--flag`` (without ``=``) names, if it is one."""
-    if not word.startswith("--") or "=" in word:
-        return None
-    return SETTING_FLAGS.get(word[2:].replace("-", "_"))
+_SWITCHES = switch_flags()
+_VALUES = value_flags()
 
 
 def normalise_argv(argv: Sequence[str]) -> list[str]:
-    """Put a task's bare words, joined, right after it; give setting flags their values.
+    """Put a task's bare words, joined, right after it; join value flags to their values.
 
-    ``build --push a --pypi-index URL b`` becomes ``build a,b --push=yes --pypi-index=URL``:
-    invoke accepts an optional-value flag only once the positional targets are filled.
+    ``build --push a --pypi-index URL b`` becomes ``build a,b --push --pypi-index=URL``:
+    invoke accepts flags only once the positional targets are filled. A value flag
+    with nothing after it stays bare, so invoke reports it.
     """
     out: list[str] = []
     targets_at: int | None = None
@@ -42,15 +44,9 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
     while i < len(words):
         word = words[i]
         i += 1
-        setting = _setting(word)
-        if setting is not None:
-            if setting in _SWITCHES:
-                out.append(f"{word}=yes")
-            elif i < len(words):
-                out.append(f"{word}={words[i]}")
-                i += 1
-            else:
-                out.append(word)
+        if word in _VALUES and i < len(words) and not words[i].startswith("-"):
+            out.append(f"{word}={words[i]}")
+            i += 1
         elif word.startswith("-"):
             out.append(word)
         elif word in _TASK_NAMES:
@@ -66,7 +62,52 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
-program = Program(namespace=ns, name="wheeltasks", binary="wheeltasks", version="0.1.0")
+def project_folder(start: Path) -> Path:
+    """Where ``inv`` would look for ``invoke.yaml``: the folder of the ``tasks.py`` it would load."""
+    try:
+        _spec = FilesystemLoader(start=str(start)).find("tasks")
+    except CollectionNotFound:
+        return start
+    origin = _spec.origin if _spec is not None else None
+    return Path(origin).parent if origin else start
+
+
+def parse_error(exc: ParseError) -> Exit:
+    """invoke's parse error as the project's one line (``--flag needs a value``), exit 2."""
+    text = str(exc)
+    m = re.match(r"Flag <Argument: (\w+)> needed value", text)
+    if m:
+        text = f"--{m[1].replace('_', '-')} needs a value (--{m[1].replace('_', '-')}=VALUE)"
+    return Exit(f"wheeltasks: {text}", code=USER_ERROR)
+
+
+class WheelTasksProgram(Program):
+    """An invoke Program whose parse and configuration errors are one line and exit 2."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as exc:
+            raise parse_error(exc) from None
+
+    def parse_collection(self) -> None:
+        super().parse_collection()
+        folder = project_folder(Path(os.getcwd()))
+        self.config.set_project_location(str(folder))
+        try:
+            self.config.load_project()
+        except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Exit(f"wheeltasks: cannot read the invoke configuration in {folder}: {first}", code=USER_ERROR) from None
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise parse_error(exc) from None
+
+
+program = WheelTasksProgram(namespace=ns, name="wheeltasks", binary="wheeltasks", version="0.1.0")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,7 +19,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urljoin
 
 import docker.auth
@@ -28,7 +28,6 @@ import requests
 import requests.auth
 
 from .errors import WheelTasksError
-from .settings import Kind, Settings
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -57,22 +56,6 @@ class Manifest(NamedTuple):
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def split_repository(repository: str) -> tuple[str, str]:
-    """``host[/namespace]/repo`` -> (host, path), the way Docker splits image names.
-
-    The first component is the registry host when it has a ``.`` or ``:`` or is
-    ``localhost``; otherwise the name is on Docker Hub (``library/`` for one part).
-    """
-    first, sep, rest = repository.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        host, path = first, rest
-    else:
-        host, path = DOCKER_HUB, repository
-    if host in (DOCKER_HUB, "index.docker.io") and "/" not in path:
-        path = f"library/{path}"
-    return host, path
 
 
 def is_loopback(host: str) -> bool:
@@ -170,37 +153,8 @@ class RegistryClient:
         self._bearer: dict[str, str] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
 
-    def path(self, repository: str) -> str:
-        """The API path of ``repository``: ``host/ns/repo`` on this registry, or already a path."""
-        host, path = split_repository(repository)
-        if host == self.registry or {host, self.registry} <= {DOCKER_HUB, "index.docker.io"}:
-            return path
-        if host == DOCKER_HUB and not repository.startswith(f"{DOCKER_HUB}/"):
-            return repository  # no host part: a path on this registry
-        raise WheelTasksError(
-            f"repository {repository} is not on registry {self.registry}: use one WHEELS_REGISTRY for all images"
-        )
-
     def __repr__(self) -> str:
         return f"RegistryClient({self.registry!r})"
-
-    @classmethod
-    def from_settings(cls, settings: Settings, registry: str | None = None, **kwargs: Any) -> RegistryClient:
-        """A client for ``registry`` (default: the host of WHEELS_REGISTRY).
-
-        Credentials: the settings first, else the user's Docker config for that host.
-        """
-        if registry is None:
-            if not settings.wheels_registry:
-                raise WheelTasksError("no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me or 127.0.0.1:5000/me)")
-            registry = split_repository(settings.repository(Kind.SHARED))[0]
-        return cls(
-            registry,
-            username=settings.registry_username,
-            password=settings.registry_password,
-            ca_bundle=settings.ca_bundle,
-            **kwargs,
-        )
 
     def close(self) -> None:
         self._session.close()
@@ -527,9 +481,3 @@ def _media_type(response: requests.Response, body: bytes) -> str:
     except (ValueError, AttributeError):
         declared = None
     return str(declared or header)
-
-
-def client_for(settings: Settings, repository: str, **kwargs: Any) -> tuple[RegistryClient, str]:
-    """A client for the registry of ``repository`` (``host/ns/repo``) and the repository path."""
-    host, path = split_repository(repository)
-    return RegistryClient.from_settings(settings, host, **kwargs), path

@@ -1,17 +1,18 @@
 """The invoke tasks: parse arguments, build Settings, call the steps, print.
 
-Every task takes the settings as flags (``--push``, ``--noop``, ``--pypi-index=URL``…);
-a bare flag means true, ``--flag=no`` false. Flags beat the environment, which beats
-the ``wheeltasks`` section of the invoke configuration.
+Each task offers as flags only the settings its steps read (see :data:`GROUPS`), typed
+by the setting: a switch is a bare flag that turns the setting on (``--push``); a value
+flag needs a value (``--pypi-index URL``). Flags beat the environment, which beats the
+``wheeltasks`` section of the invoke configuration.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from invoke.collection import Collection
@@ -21,62 +22,93 @@ from invoke.tasks import Task, task
 
 from . import check as check_mod
 from . import console, pipeline
-from .errors import WheelTasksError
+from .errors import INTERRUPTED, WheelTasksError
 from .index import IndexClient, clear_cache
 from .plan import Plan, resolve
-from .settings import ENV_NAMES, Settings
+from .settings import Option, Settings, options_for
 
-# Settings that are not offered as flags: secrets do not belong on command lines.
-_NO_FLAG = {"registry_password"}
-# Short names for the flags of SPEC.md's table.
-_FLAG_NAMES = {
-    "do_push": "push",
-    "wheels_force_pull": "force_pull",
-    "build_no_cache": "no_cache",
-    "build_both": "both",
+# The settings each part of the work reads; a task offers the flags of its parts.
+PROJECT = ("project_dir",)
+INDEX = ("pypi_index", "ca_bundle", "cache_dir", "clean_cache", "remote_timeout", "max_index_page_mb")
+PLAN = (
+    "modules", "core_modules", "python_versions", "arches", "ssl_modules", "exclude", "shared", "no_shared",
+    "build_both", "scripts_dir", "work_dir", "wheels_registry", "shared_repo", "no_shared_repo", "builder_image",
+    "alpine_version", "cross",
+)
+REGISTRY = ("wheels_registry", "shared_repo", "no_shared_repo", "registry_username", "ca_bundle", "remote_timeout", "max_layer_mb")
+PULL = ("no_self_pull", "no_pull_wheels", "wheels_force_pull", *REGISTRY)
+BUILD = ("noop", "no_build", "build_no_cache", "no_binary", "builder_image", "alpine_version", "ca_bundle", "pypi_index", "cross")
+REPAIR = ("noop", "builder_image", "alpine_version", "ca_bundle")
+EXPORT = ("noop", "wheels_dir", "force")
+PUSH = ("noop", "do_push", *REGISTRY)
+FLOW = (*PULL, *BUILD, *REPAIR, *EXPORT, *PUSH)
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "resolve": (*PROJECT, *INDEX, *PLAN),
+    "check": (*PROJECT, *INDEX, "modules", "core_modules", "ssl_modules", "python_versions", "wheels_dir", *REGISTRY),
+    "update": (*PROJECT, *INDEX, *PLAN, *FLOW),
+    "pull-existing": (*PROJECT, *INDEX, *PLAN, *PULL, "noop"),
+    "build": (*PROJECT, *INDEX, *PLAN, *FLOW),
+    "repair": (*PROJECT, *INDEX, *PLAN, *REPAIR),
+    "export": (*PROJECT, *INDEX, *PLAN, *EXPORT),
+    "push": (*PROJECT, *INDEX, *PLAN, *PUSH),
+    "all": (*PROJECT, *INDEX, *PLAN, *FLOW),
+    "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
+    "clean-cache": (*PROJECT, "cache_dir"),
 }
-SETTING_FLAGS: dict[str, str] = {
-    _FLAG_NAMES.get(f.name, f.name): f.name for f in dataclasses.fields(Settings) if f.name not in _NO_FLAG
-}
 
 
-def _flag_help(flag: str) -> str:
-    name = SETTING_FLAGS[flag]
-    default = next(f.default for f in dataclasses.fields(Settings) if f.name == name)
-    kind = "switch" if isinstance(default, bool) else "setting"
-    return f"{kind} {ENV_NAMES[name]} (bare flag = true; --{flag.replace('_', '-')}=no for false)"
+def flag_help(option: Option) -> str:
+    return f"{option.help} [{option.env}; default: {option.describe_default()}]"
 
 
 def load_settings(c: Context, flags: Mapping[str, Any]) -> Settings:
-    config = c.config.get("wheeltasks", {}) or {}
-    return Settings.load(dict(config), os.environ, {SETTING_FLAGS[k]: v for k, v in flags.items()})
+    config = c.config.get("wheeltasks", None)
+    return Settings.load({} if config is None else config, os.environ, flags)
+
+
+def _flag_options(name: str) -> tuple[Option, ...]:
+    return tuple(o for o in options_for(GROUPS[name]) if o.flag)
 
 
 def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
-    """Make ``func(settings, ...)`` an invoke task that also takes every setting as a flag.
+    """Make ``func(settings, ...)`` an invoke task that takes its settings as flags.
 
-    This is the one place where project errors become ``Exit`` (code 2 for user errors):
-    no traceback for anything a user can fix.
+    This is the one place where project errors become ``Exit``: one line, no traceback,
+    the error's exit code (see ``errors.py``); Ctrl-C exits 130.
     """
     own = list(inspect.signature(func).parameters.values())[1:]
+    options = _flag_options(name)
+    by_flag = {o.flag: o for o in options}
 
     @functools.wraps(func)
     def body(c: Context, **kwargs: Any) -> Any:
-        flags = {k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_FLAGS}
+        # A switch flag can only turn its setting on: invoke cannot tell "absent" from "off".
+        flags = {by_flag[k].field: kwargs.pop(k) or None for k in list(kwargs) if k in by_flag}
         try:
             return func(load_settings(c, flags), **kwargs)
         except WheelTasksError as exc:
             raise Exit(f"wheeltasks: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt:
-            raise Exit("wheeltasks: interrupted", code=130) from None
+            raise Exit("wheeltasks: interrupted", code=INTERRUPTED) from None
+        except BrokenPipeError:
+            # The reader went away (`wheeltasks resolve all --json | head`): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise Exit(code=141) from None
 
-    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter("c", positional), *own]
-    params += [inspect.Parameter(f, positional, default=None) for f in SETTING_FLAGS if f not in {p.name for p in own}]
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter("c", keyword), *own]
+    taken = {p.name for p in own}
+    params += [
+        inspect.Parameter(o.flag, keyword, default=False if o.is_switch else None)
+        for o in options
+        if o.flag not in taken
+    ]
     body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    help_ = {f: _flag_help(f) for f in SETTING_FLAGS}
+    help_ = {o.flag: flag_help(o) for o in options}
     help_.update(getattr(func, "_help", {}))
-    made: Task[Any] = task(name=name, optional=list(SETTING_FLAGS), auto_shortflags=False, help=help_)(body)
+    made: Task[Any] = task(name=name, auto_shortflags=False, help=help_)(body)
     return made
 
 
@@ -88,11 +120,21 @@ def helps(**texts: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return deco
 
 
+def switch_flags() -> frozenset[str]:
+    """Every task flag that is a switch (takes no value), with dashes."""
+    return frozenset(f"--{o.flag.replace('_', '-')}" for name in GROUPS for o in _flag_options(name) if o.is_switch)
+
+
+def value_flags() -> frozenset[str]:
+    """Every task flag that needs a value, with dashes."""
+    return frozenset(f"--{o.flag.replace('_', '-')}" for name in GROUPS for o in _flag_options(name) if not o.is_switch)
+
+
 TARGETS_HELP = "one or more targets: 'a b', a,b (or, with the wheeltasks command, a b c)"
 
 
-def plan_for(settings: Settings, targets: str | list[str], index: IndexClient | None = None) -> Plan:
-    texts = [targets] if isinstance(targets, str) else targets
+def plan_for(settings: Settings, targets: str | Iterable[str], index: IndexClient | None = None) -> Plan:
+    texts = [targets] if isinstance(targets, str) else list(targets)
     plan = resolve(settings, texts, index or IndexClient(settings))
     for message in plan.notes:
         console.note(message)
@@ -174,28 +216,16 @@ def _clean_cache(settings: Settings) -> None:
     console.note(f"cleared the index cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
 
-resolve_task = wheel_task(_resolve, "resolve")
-check_task = wheel_task(_check, "check")
-update_task = wheel_task(_update, "update")
-pull_existing_task = wheel_task(_pull_existing, "pull-existing")
-build_task = wheel_task(_build, "build")
-repair_task = wheel_task(_repair, "repair")
-export_task = wheel_task(_export, "export")
-push_task = wheel_task(_push, "push")
-all_task = wheel_task(_all, "all")
-core_task = wheel_task(_core, "core")
-clean_cache_task = wheel_task(_clean_cache, "clean-cache")
-
 ns = Collection(
-    resolve_task,
-    check_task,
-    update_task,
-    pull_existing_task,
-    build_task,
-    repair_task,
-    export_task,
-    push_task,
-    all_task,
-    core_task,
-    clean_cache_task,
+    wheel_task(_resolve, "resolve"),
+    wheel_task(_check, "check"),
+    wheel_task(_update, "update"),
+    wheel_task(_pull_existing, "pull-existing"),
+    wheel_task(_build, "build"),
+    wheel_task(_repair, "repair"),
+    wheel_task(_export, "export"),
+    wheel_task(_push, "push"),
+    wheel_task(_all, "all"),
+    wheel_task(_core, "core"),
+    wheel_task(_clean_cache, "clean-cache"),
 )
