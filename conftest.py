@@ -1,7 +1,33 @@
-"""Test plug-ins: real services the tests start on 127.0.0.1 (index, registry, Docker fixtures)."""
+"""Test plug-ins: real services the tests start on 127.0.0.1 (index, registry, Docker fixtures).
+
+Markers say what a test needs, and are given from the fixtures it uses (so they cannot
+be forgotten): ``docker`` for the Docker engine and the fixture builders, ``services``
+for servers a test starts on 127.0.0.1 (pypiserver, static index, docker-registry).
+``network`` (the public package index) is marked by hand. Tests with none of them are
+pure and run in seconds: ``python3 -m pytest -m 'not docker and not services and not network'``.
+"""
+
+from __future__ import annotations
+
+import pytest
 
 pytest_plugins = [
     "tests.fixtures_index",
     "tests.fixtures_registry",
     "tests.fixtures_docker",
 ]
+
+DOCKER_FIXTURES = frozenset({"docker_client", "fixture_registry", "builder_template", "builder_image"})
+SERVICE_FIXTURES = frozenset({
+    "fixture_dists", "pypiserver_process", "index_server", "make_index_server", "static_index",
+    "registry_factory", "registry_plain", "registry_basic", "registry_token", "registry_restartable",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & DOCKER_FIXTURES:
+            item.add_marker(pytest.mark.docker)
+        if used & SERVICE_FIXTURES:
+            item.add_marker(pytest.mark.services)

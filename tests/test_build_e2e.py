@@ -26,15 +26,17 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from wheeltasks import build as build_step
-from wheeltasks import export as export_step
-from wheeltasks import repair as repair_step
-from wheeltasks.errors import WheelTasksError
+from wheeltasks import pipeline
+from wheeltasks.errors import BuildError
+from wheeltasks.export import export_dir
 from wheeltasks.job import Job, make_job
+from wheeltasks.plan import Plan
+from wheeltasks.recipes import load_recipe
 from wheeltasks.settings import Kind, Settings
 from wheeltasks.targets import get_arch
+from wheeltasks.workdir import State
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.docker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PYTHON = "3.11"
@@ -60,7 +62,11 @@ class Project:
         return Settings.load(config={}, env=self.env, flags=flags)
 
     def job(self, module: str, version: str, arch: str, kind: Kind = Kind.SHARED, settings: Settings | None = None) -> Job:
-        return make_job(settings or self.settings(), module=module, version=Version(version), python=PYTHON, arch=get_arch(arch), kind=kind)
+        settings = settings or self.settings()
+        return make_job(
+            settings, module=module, version=Version(version), python=PYTHON, arch=get_arch(arch), kind=kind,
+            recipe=load_recipe(settings, module, None),
+        )
 
 
 def make_project(root: Path, recipes: Path | None, index: str | None, builder: str) -> Project:
@@ -79,11 +85,12 @@ def make_project(root: Path, recipes: Path | None, index: str | None, builder: s
     return Project(root, env)
 
 
-def flow(settings: Settings, job: Job) -> list[Path]:
-    """What `inv build` runs for one job: build, repair, export."""
-    build_step.build(settings, job)
-    repair_step.repair(settings, job)
-    return export_step.export(settings, job)
+def flow(settings: Settings, job: Job, steps: tuple[str, ...] = ("build", "repair", "export")) -> list[Path]:
+    """What `inv build` runs for one job (build, repair, export); the exported wheels."""
+    pipeline.run(settings, Plan((job,)), steps=steps)
+    if settings.noop or "export" not in steps:
+        return []
+    return [export_dir(settings, job) / wheel.name for wheel in job.work.result_wheels()]
 
 
 def members(wheel: Path) -> list[str]:
@@ -201,7 +208,7 @@ def test_shared_amd64_is_musllinux_and_imports(
 
 def test_mod_build_ran_before_pip_wheel(built: Callable[[str, Kind], tuple[Job, list[Path]]]) -> None:
     job, _ = built("amd64", Kind.SHARED)
-    log = job.log_file.read_text()
+    log = job.work.build_log.read_text()
     marker = log.index("WTMARKER mod_build ran: MODULE=wtzlib")
     assert "SSL=openssl KIND=shared WHEELS_DIR=/wheels" in log
     assert log.index("wheeltasks: python3 -m pip wheel --wheel-dir /wheels", marker) > marker
@@ -215,8 +222,7 @@ def test_repairing_again_gives_the_same_bytes(
     wheel = only(exported, "wtzlib")
     before = wheel.read_bytes()
     settings = project.settings(wheels_dir=str(project.root / "wheels-shared"))
-    repair_step.repair(settings, job)
-    assert export_step.export(settings, job)
+    assert flow(settings, job, ("repair", "export"))
     assert wheel.read_bytes() == before
 
 
@@ -259,7 +265,7 @@ def test_wheel_built_in_script_skips_pip_wheel(
     started = time.monotonic()
     exported = flow(settings, job)
     timings["wtdep amd64 shared"] = time.monotonic() - started
-    log = job.log_file.read_text()
+    log = job.work.build_log.read_text()
     assert "WTMARKER built in script: wtdep" in log
     assert "the recipe built the wheel (WHEEL_BUILT_IN_SCRIPT)" in log
     # The default `pip wheel` would have built the wtzlib dependency too.
@@ -275,7 +281,7 @@ def test_noop_builds_nothing(project: Project, wtzlib_version: str, capsys: pyte
     assert flow(settings, job) == []
     out = capsys.readouterr().out
     assert "docker buildx build --platform linux/arm/v7 --network host" in out
-    assert not job.work_dir.exists()
+    assert not job.work.root.exists()
     assert not (project.root / "wheels-noop").exists()
 
 
@@ -302,13 +308,14 @@ def test_failed_build_leaves_nothing(
     failing = make_project(tmp_path / "failing", recipes, index_server, builder_template)
     settings = failing.settings()
     job = failing.job("wtzlib", version or wtzlib_version, "amd64", Kind.SHARED, settings)
-    with pytest.raises(WheelTasksError) as caught:
+    with pytest.raises(BuildError) as caught:
         flow(settings, job)
     message = str(caught.value)
-    assert "failed" in message and str(job.log_file) in message
+    assert caught.value.exit_code == 3
+    assert "failed" in message and str(job.work.build_log) in message
     assert expected in message  # the log's tail is in the error
-    assert not job.built_dir.exists()
-    assert not build_step.partial_dir(job).exists()
+    assert not job.work.built.exists()
+    assert not (job.work.root / "built.partial").exists()
     assert not settings.wheels_dir.exists() or not any(settings.wheels_dir.rglob("*.whl"))
 
 
@@ -323,10 +330,11 @@ def test_index_credentials_are_a_secret(tmp_path: Path, index_server: str, build
     # build of the same arguments would answer from the layer cache and pip would not run.
     settings = private.settings(build_no_cache=True)
     job = private.job("wtzlib", wtzlib_version, "amd64", Kind.NO_SHARED, settings)
-    assert build_step.build(settings, job)
-    log = job.log_file.read_text()
+    flow(settings, job, ("build",))
+    assert job.work.state() is State.BUILT
+    log = job.work.build_log.read_text()
     assert "Looking in indexes: http://wtuser:****@127.0.0.1" in log  # pip used the secret's URL
-    leftovers = [p for p in job.work_dir.rglob("*") if p.is_file() and b"wt-s3cret-pw" in p.read_bytes()]
+    leftovers = [p for p in job.work.root.rglob("*") if p.is_file() and b"wt-s3cret-pw" in p.read_bytes()]
     assert leftovers == []
 
 
@@ -346,7 +354,7 @@ def test_cffi_from_public_index_on_musl(
     timings["cffi amd64 shared (public index)"] = time.monotonic() - started
     wheel = only(exported, "cffi")
     assert platform_tags(wheel) == {"musllinux_1_2_x86_64"}
-    assert "--no-binary cffi" in job.log_file.read_text()
+    assert "--no-binary cffi" in job.work.build_log.read_text()
     out = run_in_builder(
         docker_client,
         builder_template.format(python=PYTHON),

@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import sysconfig
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.version import Version
 
+from tests.helpers import INDEX, fake_wheel, make_settings
 from wheeltasks import build as build_step
-from wheeltasks import docker_engine, export, repair
-from wheeltasks.errors import WheelTasksError
+from wheeltasks import docker_engine, export, pipeline, repair
+from wheeltasks.errors import BuildError, WheelTasksError
+from wheeltasks.files import private_file
 from wheeltasks.job import Job, make_job
+from wheeltasks.plan import Plan
+from wheeltasks.recipes import load_recipe
 from wheeltasks.settings import Kind, Settings
 from wheeltasks.targets import SSL, get_arch
-
-INDEX = "http://127.0.0.1:9/simple/"
-
-
-def make_settings(tmp_path: Path, env: dict[str, str] | None = None, **flags: Any) -> Settings:
-    base = {
-        "HOME": str(tmp_path / "home"),
-        "WHEELTASKS_PROJECT_DIR": str(tmp_path),
-        "PYPI_INDEX": INDEX,
-        "BUILDER_IMAGE": "127.0.0.1:5000/builder:py{python}",
-    }
-    return Settings.load(config={}, env={**base, **(env or {})}, flags=flags)
+from wheeltasks.workdir import State
 
 
 def make(
@@ -39,25 +31,16 @@ def make(
     kind: Kind = Kind.SHARED,
     ssl: SSL | None = None,
     version: str = "1.0",
+    depends: tuple[Job, ...] = (),
 ) -> Job:
-    return make_job(settings, module=module, ssl=ssl, version=Version(version), python="3.11", arch=get_arch(arch), kind=kind)
+    return make_job(
+        settings, module=module, ssl=ssl, version=Version(version), python="3.11", arch=get_arch(arch), kind=kind,
+        recipe=load_recipe(settings, module, ssl), depends=depends,
+    )
 
 
-def fake_wheel(folder: Path, name: str, payload: dict[str, bytes] | None = None) -> Path:
-    """A wheel file with the given name (tags are all the checks read) and members."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    dist = "-".join(name.split("-")[:2])
-    members = dict(payload or {"pkg/__init__.py": b""})
-    members[f"{dist}.dist-info/METADATA"] = b"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
-    members[f"{dist}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n"
-    # auditwheel walks the files RECORD lists.
-    record = "".join(f"{member},,\n" for member in members) + f"{dist}.dist-info/RECORD,,\n"
-    with zipfile.ZipFile(path, "w") as zf:
-        for member, data in members.items():
-            zf.writestr(member, data)
-        zf.writestr(f"{dist}.dist-info/RECORD", record)
-    return path
+def run_steps(settings: Settings, job: Job, *steps: str) -> pipeline.RunReport:
+    return pipeline.run(settings, Plan((job,)), steps=steps)
 
 
 def option(command: list[str], name: str) -> list[str]:
@@ -70,13 +53,13 @@ def option(command: list[str], name: str) -> list[str]:
 def test_build_command_shape(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     job = make(settings, arch="arm64")
-    context = build_step.context_dir(job)
-    command = build_step.build_command(settings, job, context)
+    out = tmp_path / "out"
+    command = build_step.build_command(settings, job, out)
     assert command[:3] == ["docker", "buildx", "build"]
     assert option(command, "--platform") == ["linux/arm64/v8"]
     assert option(command, "--network") == ["host"]
-    assert option(command, "--output") == [f"type=local,dest={build_step.partial_dir(job)}"]
-    assert command[-1] == str(context)
+    assert option(command, "--output") == [f"type=local,dest={out}"]
+    assert command[-1] == str(job.work.context)
     assert option(command, "-f") == [str(build_step.DOCKERFILE)]
     args = dict(a.split("=", 1) for a in option(command, "--build-arg"))
     assert args["BUILDER"] == "127.0.0.1:5000/builder:py3.11"
@@ -86,6 +69,7 @@ def test_build_command_shape(tmp_path: Path) -> None:
     assert args["KIND"] == "shared"
     assert args["NO_BINARY"] == "" and args["NO_CACHE"] == ""
     assert args["PIP_INDEX_URL"] == INDEX
+    assert args["RECIPE"] == "" and args["DEPENDS"] == ""
     assert "--no-cache" not in command
     assert "--secret" not in command
 
@@ -106,6 +90,7 @@ def test_libressl_builds_from_source(tmp_path: Path) -> None:
     assert args["NO_BINARY"] == "1"
     assert args["SSL"] == "libressl"
     assert args["LABEL"] == "cryptography-libressl"
+    assert args["RECIPE"] == "cryptography.sh"
 
 
 def test_secrets_never_build_args(tmp_path: Path) -> None:
@@ -114,52 +99,75 @@ def test_secrets_never_build_args(tmp_path: Path) -> None:
     secret_index = "https://user:s3cret@127.0.0.1:8443/simple/"
     settings = make_settings(tmp_path, env={"PYPI_INDEX": secret_index, "CA_BUNDLE": str(ca)})
     job = make(settings)
-    command = build_step.build_command(settings, job, tmp_path)
+    secret = tmp_path / "private" / "pipindex"
+    command = build_step.build_command(settings, job, tmp_path / "out", secret)
     assert not any("s3cret" in word for word in command)
     args = dict(a.split("=", 1) for a in option(command, "--build-arg"))
     assert args["PIP_INDEX_URL"] == "https://127.0.0.1:8443/simple/"
     secrets = option(command, "--secret")
     assert f"id=ca,src={ca.resolve()}" in secrets
-    assert f"id=pipindex,src={build_step.index_secret_file(job)}" in secrets
-    assert not build_step.index_secret_file(job).is_relative_to(build_step.context_dir(job))
+    assert f"id=pipindex,src={secret}" in secrets
 
 
-def test_depends_from_project_recipe(tmp_path: Path) -> None:
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    (scripts / "wtdep.sh").write_text('mod_depends="wtzlib cryptography-${SSL}"\n')
+def test_index_secret_file_is_private_and_always_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret lives outside the context and the work folder, and goes even when the build fails early."""
+    settings = make_settings(tmp_path, env={"PYPI_INDEX": "https://user:s3cret@127.0.0.1:8443/simple/"})
+    job = make(settings)
+    seen: list[Path] = []
+
+    def failing_run(command: list[str], log: Path, _job: Job) -> tuple[int, float]:
+        src = next(o for o in option(command, "--secret") if o.startswith("id=pipindex"))
+        path = Path(src.split("src=", 1)[1])
+        seen.append(path)
+        assert path.read_text() == settings.pypi_index
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert not path.is_relative_to(job.work.root) and not path.is_relative_to(tmp_path)
+        raise KeyboardInterrupt  # the earliest, rudest failure
+
+    monkeypatch.setattr(build_step, "_run_logged", failing_run)
+    monkeypatch.setattr(docker_engine, "check_build", lambda arch: None)  # no engine needed to reach the secret
+    with pytest.raises(KeyboardInterrupt):
+        build_step.build(settings, job, job.work.staging("built"), [])
+    assert seen and not seen[0].exists() and not seen[0].parent.exists()
+
+
+def test_private_file_never_follows_a_symlink(tmp_path: Path) -> None:
+    with private_file("x") as path:
+        target = tmp_path / "elsewhere"
+        path.unlink()
+        path.symlink_to(target)
+        with pytest.raises(FileExistsError):
+            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    assert not target.exists()
+
+
+def test_depends_are_the_planned_jobs(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    args = dict(
-        a.split("=", 1)
-        for a in option(build_step.build_command(settings, make(settings, "wtdep"), tmp_path), "--build-arg")
-    )
+    dep = make(settings, "wtzlib")
+    crypto = make(settings, "cryptography")
+    args = build_step.build_args(settings, make(settings, "wtdep", depends=(dep, crypto)))
     assert args["DEPENDS"] == "wtzlib cryptography"
 
 
-def test_package_paramiko_recipe_depends(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
-    assert build_step.depends_modules(settings, make(settings, "paramiko")) == ("cryptography", "pynacl", "bcrypt")
-
-
-def test_context_overlays_project_recipes(tmp_path: Path) -> None:
+def test_context_holds_the_jobs_recipe_and_imports(tmp_path: Path) -> None:
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "CFFI.sh").write_text("# project cffi\n")
     settings = make_settings(tmp_path)
     job = make(settings, "cffi")
-    fake_wheel(job.imports_dir, "pycparser-2.22-py3-none-any.whl")
-    context = build_step.prepare_context(settings, job)
-    assert (context / "scripts" / "cffi.sh").read_text() == "# project cffi\n"
-    assert (context / "scripts" / "paramiko.sh").is_file()
+    wheel = fake_wheel(tmp_path / "offered", "pycparser-2.22-py3-none-any.whl")
+    context = build_step.prepare_context(job, [wheel])
+    assert sorted(p.name for p in (context / "recipe").iterdir()) == ["cffi.sh"]
+    assert (context / "recipe" / "cffi.sh").read_text() == "# project cffi\n"
     assert (context / "imports" / "pycparser-2.22-py3-none-any.whl").is_file()
+    assert build_step.build_args(settings, job)["RECIPE"] == "cffi.sh"
 
 
 def test_noop_builds_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path, noop=True)
     job = make(settings)
-    assert build_step.build(settings, job) == []
-    assert repair.repair(settings, job) == []
-    assert export.export(settings, job) == []
+    report = run_steps(settings, job, *pipeline.FULL_FLOW[:4])
+    assert report.results == []
     out = capsys.readouterr().out
     assert "docker buildx build --platform linux/amd64" in out
     assert not settings.work_dir.exists()
@@ -212,13 +220,14 @@ def test_platform_handler_states(tmp_path: Path) -> None:
 def test_export_copies_and_keeps_identical(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     job = make(settings)
-    wheel = fake_wheel(job.repaired_dir, "wtzlib-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
-    fake_wheel(job.repaired_dir, "wtdep-1.0-py3-none-any.whl")
-    first = export.export(settings, job)
+    wheel = fake_wheel(job.work.repaired, "wtzlib-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
+    fake_wheel(job.work.repaired, "wtdep-1.0-py3-none-any.whl")
+    wheels = job.work.result_wheels()
+    first = export.export(settings, job, wheels)
     dest = settings.wheels_dir / "amd64" / wheel.name
     assert dest in first and dest.read_bytes() == wheel.read_bytes()
     before = dest.stat().st_mtime_ns
-    assert export.export(settings, job) == first
+    assert export.export(settings, job, wheels) == first
     assert dest.stat().st_mtime_ns == before  # identical: left alone
     assert not [p for p in dest.parent.iterdir() if p.name.startswith(".")]
 
@@ -226,48 +235,51 @@ def test_export_copies_and_keeps_identical(tmp_path: Path) -> None:
 def test_export_conflict_and_force(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     job = make(settings)
-    wheel = fake_wheel(job.repaired_dir, "wtzlib-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
-    other = fake_wheel(job.repaired_dir, "aaa-1.0-py3-none-any.whl")
+    wheel = fake_wheel(job.work.repaired, "wtzlib-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
+    other = fake_wheel(job.work.repaired, "aaa-1.0-py3-none-any.whl")
+    wheels = [wheel, other]
     dest_dir = settings.wheels_dir / "amd64"
     dest_dir.mkdir(parents=True)
     (dest_dir / wheel.name).write_bytes(b"something else")
     with pytest.raises(WheelTasksError, match="different contents"):
-        export.export(settings, job)
+        export.export(settings, job, wheels)
     assert (dest_dir / wheel.name).read_bytes() == b"something else"
     assert not (dest_dir / other.name).exists()  # a conflict writes nothing at all
     forced = make_settings(tmp_path, force=True)
-    export.export(forced, job)
+    export.export(forced, job, wheels)
     assert (dest_dir / wheel.name).read_bytes() == wheel.read_bytes()
 
 
 def test_export_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = make_settings(tmp_path)
     job = make(settings)
-    fake_wheel(job.repaired_dir, "wtzlib-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
+    wheel = fake_wheel(job.work.repaired, "wtzlib-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
 
     def broken_replace(src: Any, dst: Any) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        export.export(settings, job)
+        export.export(settings, job, [wheel])
     assert list((settings.wheels_dir / "amd64").iterdir()) == []
 
 
 def test_export_skips_libressl_and_uses_pulled(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     libre = make(settings, "cryptography", ssl=SSL.LIBRESSL)
-    fake_wheel(libre.repaired_dir, "cryptography-1.0-cp311-abi3-musllinux_1_2_x86_64.whl")
-    assert export.export(settings, libre) == []
+    fake_wheel(libre.work.repaired, "cryptography-1.0-cp311-abi3-musllinux_1_2_x86_64.whl")
+    assert run_steps(settings, libre, "export").exported == 0
     job = make(settings, arch="arm64")
-    fake_wheel(job.pulled_dir, "wtzlib-1.0-cp311-cp311-musllinux_1_2_aarch64.whl")
-    assert [p.parent.name for p in export.export(settings, job)] == ["arm64v8"]
+    wheel = fake_wheel(job.work.pulled, "wtzlib-1.0-cp311-cp311-musllinux_1_2_aarch64.whl")
+    assert run_steps(settings, job, "export").exported == 1
+    assert (settings.wheels_dir / "arm64v8" / wheel.name).is_file()
+    assert list(settings.wheels_dir.iterdir()) == [settings.wheels_dir / "arm64v8"]
 
 
 def test_export_without_wheels_says_what_to_do(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with pytest.raises(WheelTasksError, match="inv build"):
-        export.export(settings, make(settings))
+        run_steps(settings, make(settings), "export")
 
 
 # ---- repair verification -------------------------------------------------------------
@@ -305,8 +317,13 @@ def test_verify_rejects_mismatched_wheels(tmp_path: Path) -> None:
 
 
 def host_extension() -> bytes:
-    folder = Path(sysconfig.get_path("platstdlib")) / "lib-dynload"
-    return next(folder.glob("_json*.so")).read_bytes()
+    """A compiled extension module of the Python running the tests (also inside a venv,
+    where sysconfig's stdlib paths point at the venv, which holds no lib-dynload)."""
+    for name in ("_json", "_ctypes", "_decimal", "math", "_ssl"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and spec.origin.endswith(".so"):
+            return Path(spec.origin).read_bytes()
+    raise AssertionError("this Python has no extension module on disk to test with")
 
 
 def test_verify_reads_the_binaries(tmp_path: Path) -> None:
@@ -324,25 +341,28 @@ def test_verify_reads_the_binaries(tmp_path: Path) -> None:
 def test_repair_no_shared_keeps_wheels(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     job = make(settings, kind=Kind.NO_SHARED)
-    wheel = fake_wheel(job.built_dir, "m-1.0-cp311-cp311-linux_x86_64.whl")
-    assert repair.repair(settings, job) == [job.repaired_dir / wheel.name]
-    assert (job.repaired_dir / wheel.name).read_bytes() == wheel.read_bytes()
+    wheel = fake_wheel(job.work.built, "m-1.0-cp311-cp311-linux_x86_64.whl")
+    run_steps(settings, job, "repair")
+    assert job.work.result_wheels() == [job.work.repaired / wheel.name]
+    assert (job.work.repaired / wheel.name).read_bytes() == wheel.read_bytes()
+    assert job.work.state() is State.REPAIRED
 
 
 def test_repair_failure_keeps_previous_output(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     job = make(settings, arch="arm64", kind=Kind.NO_SHARED)
-    fake_wheel(job.built_dir, "m-1.0-cp311-cp311-linux_x86_64.whl")
-    with pytest.raises(WheelTasksError, match="not for aarch64"):
-        repair.repair(settings, job)
-    assert not job.repaired_dir.exists()
-    assert not repair.partial_dir(job).exists()
+    fake_wheel(job.work.built, "m-1.0-cp311-cp311-linux_x86_64.whl")
+    previous = fake_wheel(job.work.repaired, "m-0.9-cp311-cp311-linux_aarch64.whl")
+    with pytest.raises(BuildError, match="not for aarch64"):
+        run_steps(settings, job, "repair")
+    assert job.work.result_wheels() == [previous]
+    assert not (job.work.root / "repaired.partial").exists()
 
 
 def test_repair_without_build_says_what_to_do(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with pytest.raises(WheelTasksError, match="inv build"):
-        repair.repair(settings, make(settings))
+        run_steps(settings, make(settings), "repair")
 
 
 def test_no_engine_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

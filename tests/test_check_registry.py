@@ -10,7 +10,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from tests.fixtures_registry import RegistryServer
-from tests.test_registry import make_wheel
+from tests.helpers import make_wheel
 from wheeltasks.check import check
 from wheeltasks.images import open_registry, push_wheels
 from wheeltasks.job import make_job

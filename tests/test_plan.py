@@ -45,6 +45,8 @@ def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> No
         "tag": "wtfix1.1.0-py3.11",
         "repository": "127.0.0.1:5000/me/python-musl-wheels",
         "image": "127.0.0.1:5000/me/python-musl-wheels:wtfix1.1.0-py3.11",
+        "recipe": None,
+        "apk": [],
         "depends": [],
         "work_dir": str(tmp_path / ".wheeltasks" / "shared" / "wtfix1.1.0-py3.11" / "amd64"),
     }
@@ -116,10 +118,44 @@ def test_dependencies_come_first(plan: Callable[..., Plan], tmp_path: Path) -> N
     write_recipe(scripts, "WTBulk3", "mod_depends() {\n    echo wtbulk4\n}\n")
     jobs = plan("wtbulk2-py3.12-amd64", "wtbulk4-py3.12-amd64").jobs
     assert [j.module for j in jobs] == ["wtbulk4", "wtbulk3", "wtfix", "wtbulk2"]
-    assert jobs[-1].depends == ("wtbulk3_1.3.0-py3.12", "wtfix1.2.0-py3.12")
-    assert jobs[1].depends == ("wtbulk4_1.4.0-py3.12",)
+    assert [d.tag for d in jobs[-1].depends] == ["wtbulk3_1.3.0-py3.12", "wtfix1.2.0-py3.12"]
+    assert jobs[1].depends == (jobs[0],)  # the dependency's own job, not a copy or a name
+    assert jobs[-1].recipe.path == scripts / "wtbulk2.sh"
     # Dependencies follow the dependent's Python and arch.
     assert {(j.python, j.arch.name) for j in jobs} == {("3.12", "amd64")}
+
+
+def test_ssl_recipe_depends_are_planned(plan: Callable[..., Plan], tmp_path: Path) -> None:
+    """The planner and the build read the same recipe: the one named with the SSL suffix first.
+
+    Regression: with only scripts/<module>-libressl.sh naming a dependency, the planner
+    (which looked the recipe up by module) planned none, while the build (by label) passed
+    DEPENDS=<it> to pip, so the dependency was never built first or pulled.
+    """
+    scripts = tmp_path / "scripts"
+    write_recipe(scripts, "wtfix-libressl", 'mod_depends="wtbulk3"\n')
+    jobs = plan("wtfix-libressl-py3.12-amd64", ssl_modules="wtfix").jobs
+    assert [j.label for j in jobs] == ["wtbulk3", "wtfix-libressl"]
+    assert jobs[-1].depends == (jobs[0],)
+    assert jobs[-1].recipe.path == scripts / "wtfix-libressl.sh"
+    from wheeltasks.build import build_args
+
+    settings = index_settings_for(tmp_path)
+    assert build_args(settings, jobs[-1])["DEPENDS"] == "wtbulk3"
+    assert build_args(settings, jobs[-1])["RECIPE"] == "wtfix-libressl.sh"
+    # The OpenSSL variant has no recipe of its own and no dependency.
+    (plain,) = plan("wtfix-openssl-py3.12-amd64", ssl_modules="wtfix").jobs
+    assert plain.depends == () and plain.recipe.path is None
+
+
+def index_settings_for(tmp_path: Path) -> Settings:
+    return Settings.load({}, {"HOME": str(tmp_path), "PYPI_INDEX": "http://127.0.0.1:9/simple/"}, {"project_dir": str(tmp_path)})
+
+
+@pytest.mark.parametrize("target", ["wtfix1!2.0-amd64", "wtfix-py3.99-amd64", "wtfix-py4.0"])
+def test_untaggable_versions_and_unknown_pythons(plan: Callable[..., Plan], target: str) -> None:
+    with pytest.raises(WheelTasksError, match=r"epoch|no CPython"):
+        plan(target)
 
 
 def test_dependency_cycle_is_a_clear_error(plan: Callable[..., Plan], tmp_path: Path) -> None:

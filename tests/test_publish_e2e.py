@@ -19,7 +19,7 @@ import pytest
 
 from tests.fixtures_registry import PASSWORD, RegistryServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parent.parent
 # wtdep needs wtzlib's wheel image first; wtzlib builds with no recipe at all.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.recipes import PACKAGE_SCRIPTS, depends, find_recipe, parse_depends
+from wheeltasks.recipes import PACKAGE_SCRIPTS, Recipe, find_recipe, load_recipe, parse_depends, parse_recipe
 from wheeltasks.settings import Settings
 from wheeltasks.targets import SSL
 
@@ -23,6 +23,8 @@ from wheeltasks.targets import SSL
         ("function mod_depends {\n  echo cffi\n  echo toml\n}\n", None, ("cffi", "toml")),
         ("mod_depends()\n{\n  # none yet\n  echo -n cffi\n}\n", None, ("cffi",)),
         ("mod_build() { apk add libffi-dev; }\n", None, ()),
+        ("mod_depends() {\n  printf '%s\\n' cffi\n  return 0\n}\n", None, ("cffi",)),
+        ('mod_depends() {\n    echo "cryptography-${SSL_LIBRARY}"\n}\n', SSL.LIBRESSL, ("cryptography-libressl",)),
         ("", None, ()),
     ],
 )
@@ -39,9 +41,43 @@ def test_project_recipes_override_packaged_ones(tmp_path: Path) -> None:
     settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path)})
     packaged = find_recipe(settings, "paramiko")
     assert packaged is not None and packaged.parent == PACKAGE_SCRIPTS
-    assert depends(settings, "paramiko", None) == ("cryptography-openssl", "pynacl", "bcrypt")
+    assert load_recipe(settings, "paramiko", None).depends == ("cryptography-openssl", "pynacl", "bcrypt")
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "Paramiko.sh").write_text('mod_depends="bcrypt"\n')
     assert find_recipe(settings, "PARAMIKO") == tmp_path / "scripts" / "Paramiko.sh"
-    assert depends(settings, "paramiko", None) == ("bcrypt",)
+    assert load_recipe(settings, "paramiko", None).depends == ("bcrypt",)
     assert find_recipe(settings, "no-recipe-here") is None
+
+
+def test_one_lookup_rule_label_first_then_module(tmp_path: Path) -> None:
+    settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path)})
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "wtssl.sh").write_text('mod_depends="cffi"\n')
+    (scripts / "wtssl-libressl.sh").write_text('mod_depends="pynacl"\n')
+    assert find_recipe(settings, "wtssl", SSL.LIBRESSL) == scripts / "wtssl-libressl.sh"
+    assert find_recipe(settings, "wtssl", SSL.OPENSSL) == scripts / "wtssl.sh"
+    assert find_recipe(settings, "wtssl", None) == scripts / "wtssl.sh"
+    assert load_recipe(settings, "wtssl", SSL.LIBRESSL).depends == ("pynacl",)
+    assert load_recipe(settings, "no-recipe-here", None) == Recipe()
+
+
+@pytest.mark.parametrize(
+    ("text", "ssl", "apk", "cross"),
+    [
+        ('mod_apk="openssl-dev libffi-dev"\n', None, ("openssl-dev", "libffi-dev"), True),
+        ('mod_apk="${SSL}-dev libffi-dev"\nmod_cross=no\n', SSL.LIBRESSL, ("libressl-dev", "libffi-dev"), False),
+        ("mod_cross=yes\n", None, (), True),
+        ("mod_apk() {\n  echo linux-headers\n}\n", None, ("linux-headers",), True),
+        ("", None, (), True),
+    ],
+)
+def test_declared_packages_and_cross(text: str, ssl: SSL | None, apk: tuple[str, ...], cross: bool) -> None:
+    recipe = parse_recipe(text, None, ssl)
+    assert recipe.apk == apk
+    assert recipe.cross is cross
+
+
+def test_bad_mod_cross_is_a_clear_error() -> None:
+    with pytest.raises(WheelTasksError, match="mod_cross='maybe' is neither true"):
+        parse_recipe("mod_cross=maybe\n", Path("x.sh"), None)

@@ -73,10 +73,9 @@ CASES: list[tuple[str, tuple[str, SSL | None, str | None, str | None, str | None
     ("msgpack-python-py3.12", ("msgpack-python", None, None, "3.12", None)),
     # without a separator, digits after a letter start the version if dotted
     ("jinja23.1.4", ("jinja", None, "23.1.4", None, None)),
-    # PEP 440 pre-releases, post-releases, epochs
+    # PEP 440 pre-releases and post-releases (epochs cannot be tags: refused)
     ("cffi2.0.0rc1", ("cffi", None, "2.0.0rc1", None, None)),
     ("cffi1.0.post1-py3.12", ("cffi", None, "1.0.post1", "3.12", None)),
-    ("cffi1!2.0", ("cffi", None, "1!2.0", None, None)),
     # SSL suffix case and placement
     ("cryptography-OpenSSL", ("cryptography", OPEN, None, None, None)),
     ("cryptography-LIBRESSL-py3.12", ("cryptography", LIBRE, None, "3.12", None)),
@@ -135,6 +134,10 @@ def test_format_is_identity_for_canonical_text(text: str) -> None:
         ("a,b", "several targets"),
         ("caf\u00e9", "not a valid module name"),
         ("cffi_", "not a valid module name"),
+        ("cffi1!2.0", "epoch"),
+        ("cffi==1!2.0-amd64", "epoch"),
+        ("cffi1.0+abc", "local versions"),
+        ("cffi==1.0+abc", "local versions"),
     ],
 )
 def test_bad_targets_raise_one_clear_error(text: str, fragment: str) -> None:

@@ -3,21 +3,17 @@
 Each wheel is written to a temporary file in the destination folder and renamed over
 its final name, so a reader (or an interrupted run) never sees a partial wheel. An
 identical wheel already there is left alone; a different one with the same name is an
-error unless FORCE is set. Only default-SSL builds are exported (LibreSSL builds stay
-in images).
+error unless FORCE is set, and then nothing at all is written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from .build import say
 from .errors import WheelTasksError
-from .job import Job, result_wheels
+from .files import copy_atomic
+from .job import Job
 from .settings import Settings
 
 
@@ -33,40 +29,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_atomic(source: Path, dest: Path) -> None:
-    """Write ``dest`` as a complete copy of ``source`` or not at all."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def export(settings: Settings, job: Job) -> list[Path]:
-    """Copy the job's wheels (the module's and its dependencies') to ``wheels/<arch>/``.
+def export(settings: Settings, job: Job, wheels: list[Path]) -> list[Path]:
+    """Copy ``wheels`` (the module's and its dependencies') to ``wheels/<arch>/``.
 
     Returns the destination of every wheel, written or already there.
     """
-    if not job.exports:
-        return []
-    wheels = result_wheels(job)
     dest_dir = export_dir(settings, job)
-    if settings.noop:
-        for wheel in wheels:
-            say(job, "export", f"NOOP: would export {wheel.name} to {dest_dir}")
-        return []
-    if not wheels:
-        raise WheelTasksError(
-            f"no wheels to export in {job.repaired_dir} or {job.pulled_dir}: "
-            f"run `inv build {job.target}` (or `inv repair`) first"
-        )
     # Check every name first so a conflict writes nothing at all.
     plan: list[tuple[Path, Path, bool]] = []
     for wheel in wheels:

@@ -74,6 +74,25 @@ def newest_zip_time(wheels: Iterable[Path]) -> datetime | None:
     return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
 
 
+@contextmanager
+def private_file(content: str, name: str = "secret") -> Iterator[Path]:
+    """``content`` in a file only this user can read, for the length of the block.
+
+    The file lives in a fresh private temporary folder (so never in a build context or
+    a work folder), is created exclusively (an existing file or symlink is never
+    followed), and is removed with its folder when the block ends, however it ends.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="wheeltasks-"))
+    try:
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def clear(folder: Path) -> None:
     """Remove a folder and everything in it, if it exists."""
     shutil.rmtree(folder, ignore_errors=True)

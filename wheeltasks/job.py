@@ -1,23 +1,27 @@
-"""A Job: one fully resolved unit of work, and where its files live."""
+"""A Job: one fully resolved unit of work."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
+from .recipes import Recipe
 from .settings import Kind, Repository, Settings
-from .targets import SSL, Arch, Target, format_target, image_tag, module_label
+from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, module_label
+from .workdir import WorkDir
+
+NO_RECIPE = Recipe()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Job:
     """(module, ssl, version, python, arch, kind), plus what follows from the settings.
 
-    ``depends`` holds the published tags (``cffi1.17.1-py3.12``) of the jobs this one
-    needs first (its recipe's ``mod_depends``), in the same repository.
+    ``recipe`` is the job's recipe, looked up once by the planner; ``depends`` are the
+    jobs (same Python, arch and kind) of the modules its recipe's ``mod_depends`` names,
+    which the plan puts before it.
     """
 
     module: str
@@ -27,13 +31,18 @@ class Job:
     arch: Arch
     kind: Kind
     repository: Repository
-    work_dir: Path
-    depends: tuple[str, ...] = ()
+    work: WorkDir
+    recipe: Recipe = NO_RECIPE
+    depends: tuple[Job, ...] = ()
 
     @property
     def label(self) -> str:
         """The module as written in targets: ``cryptography-openssl``."""
         return module_label(self.module, self.ssl)
+
+    @property
+    def ssl_library(self) -> SSL:
+        return self.ssl or DEFAULT_SSL
 
     @property
     def target(self) -> str:
@@ -62,28 +71,10 @@ class Job:
         """Only default-SSL (OpenSSL or no SSL) builds are written to ``wheels/``."""
         return self.ssl in (None, SSL.OPENSSL)
 
-    # Folders inside the work folder, one per step's output.
     @property
-    def built_dir(self) -> Path:
-        return self.work_dir / "built"
-
-    @property
-    def repaired_dir(self) -> Path:
-        return self.work_dir / "repaired"
-
-    @property
-    def imports_dir(self) -> Path:
-        """Wheels of dependencies pulled from wheel images, offered to pip first."""
-        return self.work_dir / "imports"
-
-    @property
-    def pulled_dir(self) -> Path:
-        """The job's own wheels pulled from an existing image (then no build is needed)."""
-        return self.work_dir / "pulled"
-
-    @property
-    def log_file(self) -> Path:
-        return self.work_dir / "build.log"
+    def key(self) -> tuple[str, str, Kind]:
+        """What makes a job unique in a plan: its tag, arch and kind."""
+        return (self.tag, self.arch.name, self.kind)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,23 +89,11 @@ class Job:
             "tag": self.tag,
             "repository": str(self.repository),
             "image": self.image,
-            "depends": list(self.depends),
-            "work_dir": str(self.work_dir),
+            "recipe": str(self.recipe.path) if self.recipe.path else None,
+            "apk": list(self.recipe.apk),
+            "depends": [dep.tag for dep in self.depends],
+            "work_dir": str(self.work.root),
         }
-
-
-def wheels_in(folder: Path) -> list[Path]:
-    """The wheels in a folder, sorted; none when it does not exist."""
-    return sorted(folder.glob("*.whl")) if folder.is_dir() else []
-
-
-def result_wheels(job: Job) -> list[Path]:
-    """What the job produced: repaired wheels, else those pulled from its own image.
-
-    The pipeline keeps at most one of the two: a pull drops an older build's, a build
-    drops older pulled ones.
-    """
-    return wheels_in(job.repaired_dir) or wheels_in(job.pulled_dir)
 
 
 def make_job(
@@ -126,7 +105,8 @@ def make_job(
     python: str,
     arch: Arch,
     kind: Kind,
-    depends: tuple[str, ...] = (),
+    recipe: Recipe = NO_RECIPE,
+    depends: tuple[Job, ...] = (),
 ) -> Job:
     tag = image_tag(module, ssl, version, python)
     return Job(
@@ -137,6 +117,7 @@ def make_job(
         arch=arch,
         kind=kind,
         repository=settings.repository(kind),
-        work_dir=settings.work_dir / kind.value / tag / arch.name,
+        work=WorkDir(settings.work_dir / kind.value / tag / arch.name),
+        recipe=recipe,
         depends=depends,
     )

@@ -1,51 +1,152 @@
 """Run a plan's jobs through the steps: pull-existing -> build -> repair -> export -> push.
 
-Each step is a plain function of ``(settings, job)`` in its own module that reads and
-writes the job's work folder, so any step can also run alone on what the previous
-one left there.
+This module owns the flow: which step runs for a job and when a job is reused,
+skipped or failed. The rules, in one place:
+
+- NOOP: print the plan and the build commands; run nothing (:func:`run`).
+- pull-existing (with a registry, unless NO_PULL_WHEELS): the job's own image is pulled
+  unless NO_SELF_PULL, or unless its wheels are already here (WHEELS_FORCE_PULL pulls
+  anyway); the dependencies' images are pulled into ``imports/`` unless this run built
+  them already.
+- build: a job whose own image was pulled is **reused** (not built) unless
+  NO_SELF_PULL; NO_BUILD **skips** the build; otherwise it is **built**.
+- repair: a built job is repaired; a reused one needs none; nothing built is an error.
+- export: OpenSSL (and SSL-less) jobs only; push: with DO_PUSH (or the push task).
+
+A failed job does not stop the run (unless FAIL_FAST): the jobs that depend on it are
+skipped, the others go on, and the run ends with a table and a non-zero exit.
+The steps themselves (``build``, ``repair``, ``export``, ``images``) know nothing of this.
 """
 
 from __future__ import annotations
 
+import enum
+import json
 import shlex
-import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import console
-from .build import build, build_command
+from . import build as build_step
+from . import console, docker_engine
+from . import export as export_step
+from . import repair as repair_step
 from .errors import WheelTasksError
-from .export import export
+from .files import wheels_in, write_atomic
 from .images import NO_REGISTRY, open_registry, pull_wheels, push_wheels
 from .index import index_url
-from .job import Job, result_wheels, wheels_in
+from .job import Job
 from .plan import Plan
 from .registry import RegistryClient
-from .repair import repair
 from .settings import Settings
+from .workdir import State
 
 FULL_FLOW = ("pull-existing", "build", "repair", "export", "push")
+REPORT_FILE = "run-report.json"
+
+
+class BuildDecision(enum.Enum):
+    REUSE = "reused"  # its own published image had the platform
+    SKIP = "skipped"  # NO_BUILD
+    BUILD = "built"
+
+
+def wants_self_pull(settings: Settings, state: State) -> bool:
+    """Whether pull-existing fetches the job's own image."""
+    if settings.no_pull_wheels or settings.no_self_pull or not settings.wheels_registry:
+        return False
+    return settings.wheels_force_pull or state is not State.PULLED
+
+
+def wants_dependency_pulls(settings: Settings) -> bool:
+    return bool(settings.wheels_registry) and not settings.no_pull_wheels
+
+
+def build_decision(settings: Settings, state: State) -> BuildDecision:
+    if state is State.PULLED and not settings.no_self_pull:
+        return BuildDecision.REUSE
+    if settings.no_build:
+        return BuildDecision.SKIP
+    return BuildDecision.BUILD
+
+
+@dataclass
+class JobResult:
+    """How one job ended."""
+
+    job: Job
+    outcome: str = "pending"  # built, reused, skipped, done, failed, dependency failed
+    seconds: float = 0.0
+    error: str = ""
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in ("failed", "dependency failed")
+
+    @property
+    def log(self) -> Path | None:
+        log = self.job.work.build_log
+        return log if log.exists() else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.job.to_json(),
+            "result": self.outcome,
+            "seconds": round(self.seconds, 2),
+            "step_seconds": {k: round(v, 2) for k, v in self.steps.items()},
+            "log": str(self.log) if self.log else None,
+            "error": self.error,
+        }
 
 
 @dataclass
 class RunReport:
-    """What a run did, for the closing summary (and for tests)."""
+    """What a run did, for the closing table, the JSON report and tests."""
 
-    built: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
+    results: list[JobResult] = field(default_factory=list)
     exported: int = 0
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
     manifests_written: int = 0
 
+    def with_outcome(self, outcome: str) -> list[str]:
+        return [r.job.target for r in self.results if r.outcome == outcome]
+
+    @property
+    def built(self) -> list[str]:
+        return self.with_outcome("built")
+
+    @property
+    def reused(self) -> list[str]:
+        return self.with_outcome("reused")
+
+    @property
+    def failures(self) -> list[JobResult]:
+        return [r for r in self.results if r.failed]
+
     def summary(self) -> str:
+        failed = len(self.with_outcome("failed"))
+        skipped = len(self.with_outcome("dependency failed"))
         return (
             f"built {len(self.built)}, reused {len(self.reused)} from existing images, "
             f"exported {self.exported} wheel(s), uploaded {self.blobs_uploaded} blob(s) "
             f"({self.bytes_uploaded} bytes) and {self.manifests_written} manifest(s)"
+            + (f"; {failed} failed, {skipped} skipped for a failed dependency" if failed or skipped else "")
         )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "exported": self.exported,
+            "blobs_uploaded": self.blobs_uploaded,
+            "bytes_uploaded": self.bytes_uploaded,
+            "manifests_written": self.manifests_written,
+            "jobs": [r.to_json() for r in self.results],
+        }
 
 
 def print_plan(plan: Plan) -> None:
@@ -53,16 +154,6 @@ def print_plan(plan: Plan) -> None:
         ("target", "kind", "platform", "image"),
         [(job.target, job.kind.value, job.platform, job.image) for job in plan.jobs],
     )
-
-
-def _copy_wheels(wheels: Sequence[Path], dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for wheel in wheels:
-        target = dest / wheel.name
-        if not target.exists():
-            tmp = dest / f".{wheel.name}.tmp"
-            shutil.copyfile(wheel, tmp)
-            tmp.replace(target)
 
 
 class Runner:
@@ -73,95 +164,108 @@ class Runner:
         self.plan = plan
         self.report = RunReport()
         self._registry: RegistryClient | None = None
+        self._results: dict[tuple[object, ...], JobResult] = {}
+        # Jobs that finished, by (python, arch, kind): their wheels are offered to later jobs.
+        self._finished: dict[tuple[str, str, object], list[Job]] = {}
 
     # ---- registry (only created when a step needs it) --------------------------------
 
     @property
     def registry(self) -> RegistryClient:
         if self._registry is None:
-            if not self.settings.wheels_registry:
-                raise WheelTasksError(NO_REGISTRY)
             self._registry = open_registry(self.settings)
         return self._registry
 
     # ---- steps ---------------------------------------------------------------------------
 
-    def pull_existing(self, job: Job) -> None:
-        s = self.settings
-        if s.no_pull_wheels or not s.wheels_registry:
-            return
-        if not s.no_self_pull and (s.wheels_force_pull or not wheels_in(job.pulled_dir)):
-            shutil.rmtree(job.pulled_dir, ignore_errors=True)
-            got = pull_wheels(self.registry, job.repository, job.tag, job.arch, job.pulled_dir)
+    def pull_existing(self, job: Job, result: JobResult) -> None:
+        work = job.work
+        if wants_self_pull(self.settings, work.state()):
+            staging = work.staging("pulled")
+            got = pull_wheels(self.registry, job.repository, job.tag, job.arch, staging)
             if got:
-                # The published wheels are now this job's result; drop an older build's.
-                for stale in (job.built_dir, job.repaired_dir):
-                    shutil.rmtree(stale, ignore_errors=True)
+                # The published wheels are now this job's result; an older build's go.
+                work.accept("pulled", staging)
                 console.progress(job.target, "pull-existing", f"{len(got)} wheel(s) from {job.image}")
-        for tag in job.depends:
-            if self._built_dependency(job, tag):
+            else:
+                work.discard(staging)
+        if not wants_dependency_pulls(self.settings):
+            return
+        for dep in job.depends:
+            if self._result_of(dep):
                 continue
-            got = pull_wheels(self.registry, job.repository, tag, job.arch, job.imports_dir)
+            staging = work.staging("imports-pull")
+            got = pull_wheels(self.registry, dep.repository, dep.tag, dep.arch, staging)
+            work.offer_imports(got or [])
+            work.discard(staging)
             if got:
-                console.progress(job.target, "pull-existing", f"{len(got)} dependency wheel(s) from {tag}")
+                console.progress(job.target, "pull-existing", f"{len(got)} dependency wheel(s) from {dep.tag}")
 
-    def _built_dependency(self, job: Job, tag: str) -> bool:
-        """Offer a dependency built earlier in this run to the job; true if there was one."""
-        for other in self.plan.jobs:
-            if other.tag == tag and other.arch == job.arch and other.kind == job.kind:
-                wheels = result_wheels(other)
-                if wheels:
-                    _copy_wheels(wheels, job.imports_dir)
-                    return True
-        return False
+    def _result_of(self, dep: Job) -> list[Path]:
+        """The wheels a dependency job produced in this run (or left from an earlier one)."""
+        return dep.work.result_wheels()
 
-    def build(self, job: Job) -> None:
-        if wheels_in(job.pulled_dir) and not self.settings.no_self_pull:
+    def build(self, job: Job, result: JobResult) -> None:
+        decision = build_decision(self.settings, job.work.state())
+        if decision is BuildDecision.REUSE:
             console.progress(job.target, "build", "skipped: its image already has this platform")
-            self.report.reused.append(job.target)
-            return
-        if self.settings.no_build:
+        elif decision is BuildDecision.SKIP:
             console.progress(job.target, "build", "skipped (NO_BUILD)")
+        else:
+            for earlier in (*job.depends, *self._finished.get(_slot(job), ())):
+                job.work.offer_imports(self._result_of(earlier))
+            staging = job.work.staging("built")
+            try:
+                build_step.build(self.settings, job, staging, wheels_in(job.work.imports))
+            except BaseException:
+                job.work.discard(staging)
+                raise
+            job.work.accept("built", staging)
+        result.outcome = decision.value
+
+    def repair(self, job: Job, result: JobResult) -> None:
+        state = job.work.state()
+        if state is State.PULLED:
             return
-        for tag in job.depends:
-            self._built_dependency(job, tag)
-        shutil.rmtree(job.pulled_dir, ignore_errors=True)  # a build replaces pulled wheels
-        build(self.settings, job)
-        self.report.built.append(job.target)
+        built = wheels_in(job.work.built)
+        if not built:
+            raise WheelTasksError(f"{job.target}: nothing built to repair in {job.work.built}; run `inv build` first")
+        staging = job.work.staging("repaired")
+        try:
+            repair_step.repair(self.settings, job, built, staging)
+        except BaseException:
+            job.work.discard(staging)
+            raise
+        job.work.accept("repaired", staging)
 
-    def repair(self, job: Job) -> None:
-        if not wheels_in(job.built_dir):
-            if wheels_in(job.pulled_dir):
-                return
-            raise WheelTasksError(f"{job.target}: nothing built to repair in {job.built_dir}; run `inv build` first")
-        repair(self.settings, job)
-
-    def export(self, job: Job) -> None:
+    def export(self, job: Job, result: JobResult) -> None:
         if not job.exports:
             return
-        if not result_wheels(job):
-            raise WheelTasksError(f"{job.target}: no wheels to export in {job.work_dir}; run `inv build` first")
-        written = export(self.settings, job)
-        self.report.exported += len(written)
-        console.progress(job.target, "export", f"{len(written)} wheel(s) in {self.settings.wheels_dir / job.arch.name}")
-
-    def push(self, job: Job) -> None:
-        wheels = result_wheels(job)
+        wheels = job.work.result_wheels()
         if not wheels:
-            raise WheelTasksError(f"{job.target}: no wheels to push in {job.work_dir}; run `inv build` first")
-        result = push_wheels(self.registry, job, wheels, index_url=index_url(self.settings))
-        self.report.blobs_uploaded += result.blobs_uploaded
-        self.report.bytes_uploaded += result.bytes_uploaded
-        self.report.manifests_written += result.manifests_written
+            raise WheelTasksError(f"{job.target}: no wheels to export in {job.work.root}; run `inv build` first")
+        written = export_step.export(self.settings, job, wheels)
+        self.report.exported += len(written)
+        dest = export_step.export_dir(self.settings, job)
+        console.progress(job.target, "export", f"{len(written)} wheel(s) in {dest}")
+
+    def push(self, job: Job, result: JobResult) -> None:
+        wheels = job.work.result_wheels()
+        if not wheels:
+            raise WheelTasksError(f"{job.target}: no wheels to push in {job.work.root}; run `inv build` first")
+        pushed = push_wheels(self.registry, job, wheels, index_url=index_url(self.settings))
+        self.report.blobs_uploaded += pushed.blobs_uploaded
+        self.report.bytes_uploaded += pushed.bytes_uploaded
+        self.report.manifests_written += pushed.manifests_written
         console.progress(
             job.target,
             "push",
-            f"{job.image}: {result.blobs_uploaded} blob(s) uploaded, {result.blobs_skipped} already there",
+            f"{job.image}: {pushed.blobs_uploaded} blob(s) uploaded, {pushed.blobs_skipped} already there",
         )
 
     # ---- running -------------------------------------------------------------------------
 
-    def step(self, name: str) -> Callable[[Job], None]:
+    def step(self, name: str) -> Callable[[Job, JobResult], None]:
         return {
             "pull-existing": self.pull_existing,
             "build": self.build,
@@ -170,15 +274,82 @@ class Runner:
             "push": self.push,
         }[name]
 
-    def run(self, steps: Sequence[str]) -> RunReport:
-        for n, job in enumerate(self.plan.jobs, 1):
-            started = time.monotonic()
-            console.progress(job.target, "job", f"{n}/{len(self.plan.jobs)} {job.kind.value}: {' -> '.join(steps)}")
+    def run_job(self, job: Job, steps: Sequence[str], n: int) -> JobResult:
+        result = JobResult(job)
+        self._results[job.key] = result
+        self.report.results.append(result)
+        broken = [dep for dep in job.depends if self._results.get(dep.key, JobResult(dep)).failed]
+        if broken:
+            result.outcome = "dependency failed"
+            result.error = f"depends on {broken[0].target}, which failed"
+            console.progress(job.target, "skipped", result.error)
+            return result
+        started = time.monotonic()
+        console.progress(job.target, "job", f"{n}/{len(self.plan.jobs)} {job.kind.value}: {' -> '.join(steps)}")
+        try:
             for name in steps:
-                self.step(name)(job)
-            console.progress(job.target, "done", f"{job.kind.value} in {time.monotonic() - started:.1f}s")
-        console.note(f"summary: {self.report.summary()}")
+                step_started = time.monotonic()
+                self.step(name)(job, result)
+                result.steps[name] = time.monotonic() - step_started
+        except OSError as exc:  # a full disk, a permission: this job fails, the run goes on
+            result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            result.seconds = time.monotonic() - started
+            raise WheelTasksError(f"{job.target}: {result.error}") from None
+        except WheelTasksError as exc:
+            result.outcome, result.error = "failed", str(exc)
+            result.seconds = time.monotonic() - started
+            raise
+        if result.outcome == "pending":
+            result.outcome = "done"
+        self._finished.setdefault(_slot(job), []).append(job)
+        result.seconds = time.monotonic() - started
+        console.progress(job.target, "done", f"{job.kind.value} {result.outcome} in {result.seconds:.1f}s")
+        return result
+
+    def run(self, steps: Sequence[str]) -> RunReport:
+        first_error: WheelTasksError | None = None
+        for n, job in enumerate(self.plan.jobs, 1):
+            try:
+                self.run_job(job, steps, n)
+            except WheelTasksError as exc:
+                console.note(f"{job.target} failed: {exc}")
+                first_error = first_error or exc
+                if self.settings.fail_fast:
+                    break
+        self._finish(first_error)
         return self.report
+
+    def _finish(self, first_error: WheelTasksError | None) -> None:
+        if len(self.plan.jobs) > 1 or first_error is not None:
+            show_results(self.report)
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.settings.work_dir / REPORT_FILE, json.dumps(self.report.to_json(), indent=2).encode())
+        console.note(f"summary: {self.report.summary()}")
+        if first_error is None:
+            return
+        failures = self.report.failures
+        if len(self.plan.jobs) == 1:
+            raise first_error
+        # The exit code is that of the first failure (build 3, remote 4, user 2).
+        raise type(first_error)(
+            f"{len(failures)} of {len(self.plan.jobs)} job(s) did not finish (first: {failures[0].job.target}); "
+            f"see the table above and {self.settings.work_dir / REPORT_FILE}"
+        )
+
+
+def show_results(report: RunReport) -> None:
+    console.table(
+        ("job", "kind", "result", "time", "log"),
+        [
+            (r.job.target, r.job.kind.value, r.outcome, f"{r.seconds:.1f}s", r.log or "-")
+            for r in report.results
+        ],
+        stream=sys.stderr,
+    )
+
+
+def _slot(job: Job) -> tuple[str, str, object]:
+    return (job.python, job.arch.name, job.kind)
 
 
 def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None) -> RunReport:
@@ -190,6 +361,9 @@ def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None) -> R
     if settings.noop:
         print_noop(settings, plan, steps)
         return RunReport()
+    if "build" in steps and not settings.no_build:
+        for arch in dict.fromkeys(job.arch for job in plan.jobs):
+            docker_engine.check_build(arch)  # no engine or no QEMU: say so once, before any job
     return Runner(settings, plan).run(steps)
 
 
@@ -198,4 +372,4 @@ def print_noop(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:
     print(f"\nNOOP: would run {' -> '.join(steps)} for {len(plan.jobs)} job(s); commands:")
     for job in plan.jobs:
         if "build" in steps and not settings.no_build:
-            print(shlex.join(build_command(settings, job, job.work_dir / "context")))
+            print(shlex.join(build_step.build_command(settings, job, job.work.root / "built.partial")))

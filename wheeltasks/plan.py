@@ -14,11 +14,11 @@ from typing import Protocol
 
 from packaging.version import Version
 
-from . import recipes
 from .errors import WheelTasksError
 from .job import Job, make_job
-from .settings import Kind, Settings
-from .targets import PYALL, SSL, Arch, Target, image_tag, parse_target, split_targets
+from .recipes import Recipe, load_recipe
+from .settings import Kind, Settings, check_python
+from .targets import PYALL, SSL, Arch, Target, parse_target, split_targets
 
 # Special targets given alone that stand for the default sets.
 DEFAULT_SETS = ("all", "core")
@@ -103,10 +103,21 @@ def _check_ssl(settings: Settings, target: Target) -> None:
 def _pythons(settings: Settings, target: Target) -> tuple[str, ...]:
     if target.python == PYALL:
         return tuple(sorted(settings.python_versions, key=Version))
-    return (target.python or newest_python(settings),)
+    if target.python:
+        return (check_python(target.python, f"target {target}"),)
+    return (newest_python(settings),)
 
 
 DependsOf = Callable[[str, SSL | None], tuple[Target, ...]]
+
+
+def check_taggable(module: str, version: Version) -> None:
+    """A version must fit in a Docker tag and read back the same: no epoch, no local part."""
+    if version.epoch or version.local:
+        raise WheelTasksError(
+            f"{module} {version}: versions with an epoch (N!) or a local part (+...) cannot be written "
+            "into an image tag; pin another version"
+        )
 
 
 def _expand(
@@ -179,10 +190,13 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> P
     kinds = (Kind.SHARED, Kind.NO_SHARED) if both else settings.kinds
     notes: list[str] = []
 
-    # A dependency is expanded once per Python, arch and kind: read its recipe once.
+    # A dependency is expanded once per Python, arch and kind: read each recipe once.
     @functools.cache
+    def recipe_of(module: str, ssl: SSL | None) -> Recipe:
+        return load_recipe(settings, module, ssl)
+
     def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
-        return tuple(parse_target(t) for t in recipes.depends(settings, module, ssl))
+        return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
     wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of))
     versions = _versions(index, wants)
@@ -190,20 +204,22 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> P
     def version_of(want: _Want) -> Version:
         return want.version if want.version is not None else versions[(want.module, want.python)]
 
-    def tag_of(want: _Want) -> str:
-        return image_tag(want.module, want.ssl, version_of(want), want.python)
-
     jobs: dict[tuple[object, ...], Job] = {}
-    for want in wants:
+    made: dict[tuple[object, ...], Job] = {}
+    for want in wants:  # dependencies come first, so their jobs already exist
+        version = version_of(want)
+        check_taggable(want.module, version)
+        depends = tuple(dict.fromkeys(made[d.key] for d in want.depends))
         job = make_job(
             settings,
             module=want.module,
             ssl=want.ssl,
-            version=version_of(want),
+            version=version,
             python=want.python,
             arch=want.arch,
             kind=want.kind,
-            depends=tuple(dict.fromkeys(tag_of(d) for d in want.depends)),
+            recipe=recipe_of(want.module, want.ssl),
+            depends=depends,
         )
-        jobs.setdefault((job.tag, job.arch.name, job.kind), job)
+        made[want.key] = jobs.setdefault(job.key, job)
     return Plan(tuple(jobs.values()), tuple(dict.fromkeys(notes)))

@@ -97,8 +97,8 @@ class WheelTasksProgram(Program):
         try:
             self.config.load_project()
         except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise Exit(f"wheeltasks: cannot read the invoke configuration in {folder}: {first}", code=USER_ERROR) from None
+            what = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise Exit(f"wheeltasks: cannot read the invoke configuration in {folder}: {what}", code=USER_ERROR) from None
 
     def parse_tasks(self) -> None:
         try:

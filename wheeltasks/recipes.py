@@ -1,39 +1,54 @@
 """Per-module recipes: ``scripts/<module>.sh``, sourced only inside build containers.
 
-On the host a recipe is only read, never executed: :func:`depends` finds its
-``mod_depends`` by parsing the text, so planning needs neither a shell nor trust.
+On the host a recipe is only read, never executed: :func:`load_recipe` finds what it
+declares by parsing the text, so planning needs neither a shell nor trust.
 
-A recipe may name its dependencies either way::
+One lookup rule, used by the planner (and so by the build, which reads the Job): the
+recipe named like the module *with* its SSL suffix (``cryptography-libressl.sh``)
+first, then the one named like the module (``cryptography.sh``); in each folder of
+:func:`recipe_dirs` in turn (the project's ``scripts/`` over the packaged ones), file
+names compared by PEP 503 normalisation.
 
-    mod_depends="cryptography-${SSL} pynacl bcrypt"
+What a recipe declares (``$SSL``/``${SSL}`` and ``$SSL_LIBRARY`` stand for the job's SSL
+library, ``openssl`` or ``libressl``)::
 
-    mod_depends() {
-        echo "cryptography-${SSL} pynacl bcrypt"
-    }
-
-``${SSL}`` / ``$SSL`` stand for the job's SSL library (``openssl`` or ``libressl``).
+    mod_depends="cryptography-${SSL} pynacl bcrypt"   # or a function that only echoes
+    mod_apk="openssl-dev libffi-dev"                  # Alpine packages it builds against
+    mod_cross=no                                      # it can only build on its own platform
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from .errors import WheelTasksError
-from .settings import Settings
-from .targets import DEFAULT_SSL, SSL
+from .settings import Settings, parse_bool
+from .targets import DEFAULT_SSL, SSL, module_label
 
 PACKAGE_SCRIPTS = Path(str(resources.files("wheeltasks") / "data" / "scripts"))
 
-_VAR_RE = re.compile(r"^\s*(?:export\s+)?mod_depends=(?P<value>.*)$", re.MULTILINE)
-_FUNC_RE = re.compile(
-    r"^\s*(?:function\s+)?mod_depends\s*(?:\(\s*\))?\s*\{(?P<body>.*?)^\s*\}", re.MULTILINE | re.DOTALL
-)
-_SSL_RE = re.compile(r"\$\{SSL\}|\$SSL\b")
+_FUNC_RE_TEMPLATE = r"^\s*(?:function\s+)?{name}\s*(?:\(\s*\))?\s*\{{(?P<body>.*?)^\s*\}}"
+_SSL_RE = re.compile(r"\$\{SSL(?:_LIBRARY)?\}|\$SSL(?:_LIBRARY)?\b")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """What one job's recipe says, read once by the planner."""
+
+    path: Path | None = None
+    depends: tuple[str, ...] = ()  # target texts, $SSL filled in
+    apk: tuple[str, ...] = ()  # Alpine packages to build against
+    cross: bool = True  # False: never cross-compile this module
+
+    @property
+    def name(self) -> str | None:
+        return self.path.name if self.path else None
 
 
 def recipe_dirs(settings: Settings) -> tuple[Path, ...]:
@@ -41,43 +56,103 @@ def recipe_dirs(settings: Settings) -> tuple[Path, ...]:
     return (settings.scripts_dir, PACKAGE_SCRIPTS)
 
 
-def find_recipe(settings: Settings, module: str) -> Path | None:
-    """The recipe for a module (file name compared by PEP 503 normalisation)."""
-    wanted = canonicalize_name(module)
-    for folder in recipe_dirs(settings):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.sh")):
-            if canonicalize_name(path.stem) == wanted:
-                return path
+def find_recipe(settings: Settings, module: str, ssl: SSL | None = None) -> Path | None:
+    """The recipe for a module: by its label (with the SSL suffix) first, then by name."""
+    names = [canonicalize_name(module)]
+    if ssl is not None:
+        names.insert(0, canonicalize_name(module_label(module, ssl)))
+    for wanted in names:
+        for folder in recipe_dirs(settings):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.sh")):
+                if canonicalize_name(path.stem) == wanted:
+                    return path
     return None
+
+
+def _variable(text: str, name: str) -> str | None:
+    """The last plain assignment ``name=value`` (``export`` allowed), shell-unquoted."""
+    found = None
+    for m in re.finditer(rf"^\s*(?:export\s+)?{name}=(?P<value>.*)$", text, re.MULTILINE):
+        found = m["value"]
+    return found
+
+
+def _words(value: str, ssl_name: str, source: str, name: str) -> list[str]:
+    try:
+        return " ".join(shlex.split(_SSL_RE.sub(ssl_name, value), comments=True)).split()
+    except ValueError as exc:
+        raise WheelTasksError(f"{source}: cannot read {name} ({exc})") from None
+
+
+def _function_words(text: str, name: str, ssl_name: str, source: str) -> list[str] | None:
+    """The words a function that only echoes (``echo``/``printf``, ``return``) prints."""
+    m = re.search(_FUNC_RE_TEMPLATE.format(name=name), text, re.MULTILINE | re.DOTALL)
+    if m is None:
+        return None
+    words: list[str] = []
+    for line in m["body"].splitlines():
+        line = line.strip().rstrip(";").strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            parts = shlex.split(_SSL_RE.sub(ssl_name, line), comments=True)
+        except ValueError as exc:
+            raise WheelTasksError(f"{source}: cannot read {name}() ({exc})") from None
+        if not parts or (parts[0] == "return" and len(parts) <= 2):
+            continue
+        if parts[0] not in ("echo", "printf"):
+            raise WheelTasksError(
+                f"{source}: {name}() may only echo module names (found {line!r}); "
+                "it is read on the host, never executed there"
+            )
+        args = parts[1:]
+        if parts[0] == "printf" and args and "%" in args[0]:
+            args = args[1:]  # the format string
+        words.extend(w for p in args if not p.startswith("-") for w in p.replace("\\n", " ").split())
+    return words
+
+
+def parse_declared(text: str, name: str, ssl: SSL | None, source: str = "recipe") -> tuple[str, ...]:
+    """The words a recipe declares for ``name``: a function that echoes them, or a variable."""
+    ssl_name = (ssl or DEFAULT_SSL).value
+    words = _function_words(text, name, ssl_name, source)
+    if words is None:
+        value = _variable(text, name)
+        words = [] if value is None else _words(value, ssl_name, source, name)
+    return tuple(words)
 
 
 def parse_depends(text: str, ssl: SSL | None, source: str = "recipe") -> tuple[str, ...]:
     """The targets named by ``mod_depends`` in a recipe's text, with ``$SSL`` filled in."""
-    ssl_name = (ssl or DEFAULT_SSL).value
-    words: list[str] = []
-    if m := _FUNC_RE.search(text):
-        body = m["body"]
-        for line in body.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = shlex.split(_SSL_RE.sub(ssl_name, line), comments=True)
-            if not parts or parts[0] not in ("echo", "printf"):
-                raise WheelTasksError(
-                    f"{source}: mod_depends() may only echo module names (found {line!r}); "
-                    "it is read on the host, never executed there"
-                )
-            words.extend(w for p in parts[1:] if not p.startswith("-") for w in p.split())
-    elif m := _VAR_RE.search(text):
-        value = shlex.split(_SSL_RE.sub(ssl_name, m["value"]), comments=True)
-        words.extend(" ".join(value).split())
-    return tuple(words)
+    return parse_declared(text, "mod_depends", ssl, source)
 
 
-def depends(settings: Settings, module: str, ssl: SSL | None) -> tuple[str, ...]:
-    recipe = find_recipe(settings, module)
-    if recipe is None:
-        return ()
-    return parse_depends(recipe.read_text(encoding="utf-8"), ssl, str(recipe))
+def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
+    source = str(path) if path else "recipe"
+    cross_value = _variable(text, "mod_cross")
+    cross = True
+    if cross_value is not None:
+        try:
+            cross = parse_bool(" ".join(_words(cross_value, "", source, "mod_cross")), "mod_cross")
+        except WheelTasksError as exc:
+            raise WheelTasksError(f"{source}: {exc}") from None
+    return Recipe(
+        path=path,
+        depends=parse_depends(text, ssl, source),
+        apk=parse_declared(text, "mod_apk", ssl, source),
+        cross=cross,
+    )
+
+
+def load_recipe(settings: Settings, module: str, ssl: SSL | None) -> Recipe:
+    """The job's recipe by the one lookup rule; an empty Recipe when there is none."""
+    path = find_recipe(settings, module, ssl)
+    if path is None:
+        return Recipe()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WheelTasksError(f"cannot read recipe {path}: {exc}") from None
+    return parse_recipe(text, path, ssl)

@@ -7,7 +7,8 @@ musl builders, manylinux on glibc ones). Pure-Python and already-tagged wheels (
 binary dependencies from the index) pass through unchanged.
 No-shared kind: the wheels are kept as they are.
 
-The result replaces ``repaired/`` only after every wheel passed the host checks.
+The step writes into the staging folder the pipeline gives it; the pipeline makes it
+``repaired/`` only after every wheel passed the host checks.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import contextlib
 import logging
 import os
 import shutil
-import zipfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from contextlib import nullcontext
 from pathlib import Path
 
 import docker.errors
@@ -28,11 +28,12 @@ from auditwheel.libc import Libc  # type: ignore[import-untyped]
 from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from . import docker_engine
-from .build import log_tail, say
-from .errors import WheelTasksError
-from .job import Job, wheels_in
+from . import console, docker_engine
+from .errors import BuildError, WheelTasksError
+from .files import newest_zip_time, private_file, wheels_in
+from .job import Job
 from .settings import Kind, Settings
+from .urls import split_credentials
 
 # Run in the builder as ``sh -c SCRIPT repair <wheel file names in /in>``.
 REPAIR_SCRIPT = r"""
@@ -40,6 +41,7 @@ set -e
 if [ -s /run/secrets/ca ]; then
     export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca
 fi
+if [ -s /run/secrets/pipindex ]; then PIP_INDEX_URL=$(cat /run/secrets/pipindex); export PIP_INDEX_URL; fi
 if ! python3 -m auditwheel --version >/dev/null 2>&1; then
     echo "wheeltasks: installing auditwheel into the builder"
     python3 -m pip install --quiet "auditwheel>=6"
@@ -66,14 +68,6 @@ exit "$status"
 
 # auditwheel has no armv6l: it files 32-bit ARM ELF files under armv7l.
 _AUDITWHEEL_MACHINE = {"armv6l": "armv7l"}
-
-
-def partial_dir(job: Job) -> Path:
-    return job.work_dir / "repaired.partial"
-
-
-def repair_log(job: Job) -> Path:
-    return job.work_dir / "repair.log"
 
 
 # ---- tags (pure) ---------------------------------------------------------------------
@@ -181,7 +175,7 @@ def verify(job: Job, wheels: Iterable[Path]) -> None:
         if problem is not None:
             problems.append(problem)
     if problems:
-        raise WheelTasksError(f"{job.target} ({job.kind.value}): " + "; ".join(problems))
+        raise BuildError(f"{job.target} ({job.kind.value}): " + "; ".join(problems))
 
 
 # ---- the repair container ------------------------------------------------------------
@@ -218,18 +212,18 @@ def source_date_epoch(wheels: list[Path]) -> int:
     Without it, files auditwheel patches or adds get the time of the repair, so repairing
     the same wheel twice would give different bytes (and a conflict in ``wheels/``).
     """
-    newest = max(info.date_time for wheel in wheels for info in zipfile.ZipFile(wheel).infolist())
-    return int(datetime(*newest, tzinfo=timezone.utc).timestamp())
+    newest = newest_zip_time(wheels)
+    return int(newest.timestamp()) if newest else 0
 
 
 def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) -> None:
-    """``auditwheel repair`` of the wheels (all in ``built/``) into ``out``."""
+    """``auditwheel repair`` of the wheels (all in one folder) into ``out``."""
     client = docker_engine.client()
     docker_engine.check_platform(job.arch)
     image = settings.builder(job.python)
     ensure_image(client, image, job.platform)
     volumes = {
-        str(job.built_dir.resolve()): {"bind": "/in", "mode": "ro"},
+        str(wheels[0].parent.resolve()): {"bind": "/in", "mode": "ro"},
         str(out.resolve()): {"bind": "/out", "mode": "rw"},
     }
     if settings.ca_bundle:
@@ -241,10 +235,33 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
         "PIP_ROOT_USER_ACTION": "ignore",
         "SOURCE_DATE_EPOCH": str(source_date_epoch(wheels)),
     }
-    if settings.pypi_index:
-        environment["PIP_INDEX_URL"] = settings.pypi_index
-    log = repair_log(job)
-    say(job, "repair", f"auditwheel repair on {job.platform}: {', '.join(w.name for w in wheels)}")
+    bare_index, credentials = split_credentials(settings.pypi_index)
+    if bare_index:
+        environment["PIP_INDEX_URL"] = bare_index
+    log = job.work.repair_log
+    console.progress(job.target, "repair", f"auditwheel repair on {job.platform}: {', '.join(w.name for w in wheels)}")
+    # An index URL with credentials reaches the container as a mounted file, never in its
+    # environment (which `docker inspect` shows).
+    secret_text = settings.pypi_index if credentials is not None else None
+    with private_file(secret_text, "pipindex") if secret_text else nullcontext() as secret:
+        if secret is not None:
+            volumes[str(secret)] = {"bind": "/run/secrets/pipindex", "mode": "ro"}
+        code = _run_container(client, image, job, wheels, volumes, environment, log)
+    if code != 0:
+        raise BuildError(
+            f"auditwheel repair of {job.target} failed (exit {code}); full log: {log}; last lines:\n{console.log_tail(log)}"
+        )
+
+
+def _run_container(
+    client: docker.DockerClient,
+    image: str,
+    job: Job,
+    wheels: list[Path],
+    volumes: dict[str, dict[str, str]],
+    environment: dict[str, str],
+    log: Path,
+) -> int:
     container = client.containers.create(
         image,
         entrypoint=["/bin/sh"],
@@ -261,36 +278,20 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
     finally:
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
-    code = int(status.get("StatusCode", 1))
-    if code != 0:
-        raise WheelTasksError(
-            f"auditwheel repair of {job.target} failed (exit {code}); full log: {log}; last lines:\n{log_tail(log)}"
-        )
+    return int(status.get("StatusCode", 1))
 
 
-def repair(settings: Settings, job: Job) -> list[Path]:
-    """Repair (shared) or keep (no-shared) the built wheels into ``repaired/``; verify them."""
-    if settings.noop:
-        say(job, "repair", f"NOOP: would repair {job.built_dir} into {job.repaired_dir}")
-        return []
-    built = wheels_in(job.built_dir)
-    if not built:
-        raise WheelTasksError(f"no built wheels in {job.built_dir}: run `inv build {job.target}` first")
-    staging = partial_dir(job)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        to_repair = [w for w in built if needs_repair(w.name)] if job.kind is Kind.SHARED else []
-        for wheel in built:
-            if wheel not in to_repair:
-                shutil.copy2(wheel, staging / wheel.name)
-        if to_repair:
-            run_auditwheel(settings, job, to_repair, staging)
-        repaired = sorted(staging.glob("*.whl"))
-        verify(job, repaired)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(job.repaired_dir, ignore_errors=True)
-    staging.rename(job.repaired_dir)
-    return sorted(job.repaired_dir.glob("*.whl"))
+def repair(settings: Settings, job: Job, built: list[Path], out: Path) -> list[Path]:
+    """Repair (shared kind) or keep (no-shared) the built wheels into ``out``; verify them.
+
+    Pure-Python and already-tagged wheels are copied as they are.
+    """
+    to_repair = [w for w in built if needs_repair(w.name)] if job.kind is Kind.SHARED else []
+    for wheel in built:
+        if wheel not in to_repair:
+            shutil.copy2(wheel, out / wheel.name)
+    if to_repair:
+        run_auditwheel(settings, job, to_repair, out)
+    repaired = wheels_in(out)
+    verify(job, repaired)
+    return repaired

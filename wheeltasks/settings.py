@@ -200,6 +200,7 @@ class Settings:
     build_both: bool = False
     clean_cache: bool = False
     force: bool = False
+    fail_fast: bool = False
     # Where things come from and go to.
     pypi_index: str = ""
     wheels_registry: str = ""
@@ -373,6 +374,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("build_both", "build both kinds", flag_name="both"),
     Option("clean_cache", "drop cached index look-ups first (they are kept 24 h)"),
     Option("force", "let export replace a different file of the same name in wheels/", env_name="WHEELS_FORCE"),
+    Option("fail_fast", "stop the run at the first failed job (else the others go on and the run ends with a table)"),
     Option("pypi_index", "simple index for pip and version look-ups", default_text="PIP_INDEX_URL, else pip's own"),
     Option("wheels_registry", "registry and namespace of the wheel images: host[:port]/namespace, e.g. ghcr.io/me"),
     Option("shared_repo", "repository of the shared wheel images"),

@@ -174,6 +174,10 @@ def parse_target(text: str) -> Target:
         raise WheelTasksError("empty target: name a module, e.g. cffi or cffi1.15.1-py3.12-amd64")
     if any(c.isspace() for c in raw) or "," in raw:
         raise WheelTasksError(f"{raw!r} holds several targets; pass them as separate targets")
+    if "+" in raw:
+        raise WheelTasksError(
+            f"{raw!r}: local versions (+...) cannot be written into an image tag; pin a public version"
+        )
     parts = raw.split("-")
     # The name (with any SSL suffix) runs until the part holding the version, or until
     # the first suffix part; everything after that must be a known suffix.
@@ -218,6 +222,10 @@ def parse_target(text: str) -> Target:
             f"{raw!r}: {name!r} is not a valid module name; the grammar is "
             "<module>[-openssl|-libressl][<version>][-py<python>|-pyall][-<arch>], "
             f"with arch one of: {arch_choices()}"
+        )
+    if version is not None and version.epoch:
+        raise WheelTasksError(
+            f"{raw!r}: versions with an epoch (N!) cannot be written into an image tag; pin another version"
         )
     return Target(canonicalize_name(name), ssl, version, python, arch)
 

@@ -36,22 +36,23 @@ PLAN = (
     "alpine_version", "cross",
 )
 REGISTRY = ("wheels_registry", "shared_repo", "no_shared_repo", "registry_username", "ca_bundle", "remote_timeout", "max_layer_mb")
+RUN = ("fail_fast",)
 PULL = ("no_self_pull", "no_pull_wheels", "wheels_force_pull", *REGISTRY)
 BUILD = ("noop", "no_build", "build_no_cache", "no_binary", "builder_image", "alpine_version", "ca_bundle", "pypi_index", "cross")
 REPAIR = ("noop", "builder_image", "alpine_version", "ca_bundle")
 EXPORT = ("noop", "wheels_dir", "force")
 PUSH = ("noop", "do_push", *REGISTRY)
-FLOW = (*PULL, *BUILD, *REPAIR, *EXPORT, *PUSH)
+FLOW = (*RUN, *PULL, *BUILD, *REPAIR, *EXPORT, *PUSH)
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "resolve": (*PROJECT, *INDEX, *PLAN),
     "check": (*PROJECT, *INDEX, "modules", "core_modules", "ssl_modules", "python_versions", "wheels_dir", *REGISTRY),
     "update": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "pull-existing": (*PROJECT, *INDEX, *PLAN, *PULL, "noop"),
+    "pull-existing": (*PROJECT, *INDEX, *PLAN, *RUN, *PULL, "noop"),
     "build": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "repair": (*PROJECT, *INDEX, *PLAN, *REPAIR),
-    "export": (*PROJECT, *INDEX, *PLAN, *EXPORT),
-    "push": (*PROJECT, *INDEX, *PLAN, *PUSH),
+    "repair": (*PROJECT, *INDEX, *PLAN, *RUN, *REPAIR),
+    "export": (*PROJECT, *INDEX, *PLAN, *RUN, *EXPORT),
+    "push": (*PROJECT, *INDEX, *PLAN, *RUN, *PUSH),
     "all": (*PROJECT, *INDEX, *PLAN, *FLOW),
     "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
     "clean-cache": (*PROJECT, "cache_dir"),

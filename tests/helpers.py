@@ -1,0 +1,58 @@
+"""Helpers shared by test modules: settings for a throw-away project, and small wheels."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from wheeltasks.settings import Settings
+
+INDEX = "http://127.0.0.1:9/simple/"
+
+
+def make_settings(tmp_path: Path, env: dict[str, str] | None = None, **flags: Any) -> Settings:
+    base = {
+        "HOME": str(tmp_path / "home"),
+        "WHEELTASKS_PROJECT_DIR": str(tmp_path),
+        "PYPI_INDEX": INDEX,
+        "BUILDER_IMAGE": "127.0.0.1:5000/builder:py{python}",
+    }
+    return Settings.load(config={}, env={**base, **(env or {})}, flags=flags)
+
+
+def fake_wheel(folder: Path, name: str, payload: dict[str, bytes] | None = None) -> Path:
+    """A wheel file with the given name (tags are all the checks read) and members."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    dist = "-".join(name.split("-")[:2])
+    members = dict(payload or {"pkg/__init__.py": b""})
+    members[f"{dist}.dist-info/METADATA"] = b"Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
+    members[f"{dist}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n"
+    # auditwheel walks the files RECORD lists.
+    record = "".join(f"{member},,\n" for member in members) + f"{dist}.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{dist}.dist-info/RECORD", record)
+    return path
+
+
+WHEEL_TIME = (2024, 5, 6, 7, 8, 10)  # zip times have 2-second resolution
+
+
+def make_wheel(folder: Path, name: str, version: str, platform: str, payload: str = "") -> Path:
+    """A small but well-formed wheel (fixed zip times, so the same inputs give the same bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-cp312-cp312-{platform}.whl"
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n{payload}",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: cp312-cp312-{platform}\n",
+        f"{dist_info}/RECORD": "",
+    }
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(zipfile.ZipInfo(member, WHEEL_TIME), text)
+    return path

@@ -1,0 +1,123 @@
+"""The flow's rules without Docker: when a job is pulled, reused, skipped, built or failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+from tests.helpers import fake_wheel, make_settings
+from wheeltasks import pipeline
+from wheeltasks.errors import WheelTasksError
+from wheeltasks.job import Job, make_job
+from wheeltasks.pipeline import BuildDecision, build_decision, wants_self_pull
+from wheeltasks.plan import Plan
+from wheeltasks.settings import Kind, Settings
+from wheeltasks.targets import get_arch
+from wheeltasks.workdir import State, WorkDir
+
+REGISTRY = {"WHEELS_REGISTRY": "127.0.0.1:9/me"}
+
+
+@pytest.mark.parametrize(
+    ("env", "state", "pull"),
+    [
+        ({}, State.EMPTY, False),  # no registry: nothing to pull from
+        (REGISTRY, State.EMPTY, True),
+        (REGISTRY, State.BUILT, True),  # published wheels replace an older build
+        (REGISTRY, State.PULLED, False),  # already here
+        ({**REGISTRY, "WHEELS_FORCE_PULL": "1"}, State.PULLED, True),
+        ({**REGISTRY, "NO_SELF_PULL": "1"}, State.EMPTY, False),
+        ({**REGISTRY, "NO_PULL_WHEELS": "1"}, State.EMPTY, False),
+        ({**REGISTRY, "NO_PULL_WHEELS": "1", "WHEELS_FORCE_PULL": "1"}, State.EMPTY, False),
+    ],
+)
+def test_self_pull_decision(tmp_path: Path, env: dict[str, str], state: State, pull: bool) -> None:
+    assert wants_self_pull(make_settings(tmp_path, env=env), state) is pull
+
+
+@pytest.mark.parametrize(
+    ("env", "state", "decision"),
+    [
+        ({}, State.EMPTY, BuildDecision.BUILD),
+        ({}, State.BUILT, BuildDecision.BUILD),  # a build step always builds again
+        ({}, State.PULLED, BuildDecision.REUSE),
+        ({"NO_SELF_PULL": "1"}, State.PULLED, BuildDecision.BUILD),
+        ({"NO_BUILD": "1"}, State.EMPTY, BuildDecision.SKIP),
+        ({"NO_BUILD": "1"}, State.PULLED, BuildDecision.REUSE),
+    ],
+)
+def test_build_decision(tmp_path: Path, env: dict[str, str], state: State, decision: BuildDecision) -> None:
+    assert build_decision(make_settings(tmp_path, env=env), state) is decision
+
+
+def test_workdir_state_changes(tmp_path: Path) -> None:
+    work = WorkDir(tmp_path / "w")
+    assert work.state() is State.EMPTY and work.result_wheels() == []
+    staging = work.staging("built")
+    fake_wheel(staging, "m-1.0-cp311-cp311-linux_x86_64.whl")
+    work.accept("built", staging)
+    assert work.state() is State.BUILT and work.result_wheels() == []  # built is not a result yet
+    staging = work.staging("repaired")
+    repaired = fake_wheel(staging, "m-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
+    work.accept("repaired", staging)
+    assert work.state() is State.REPAIRED
+    assert work.result_wheels() == [work.repaired / repaired.name]
+    # Published wheels replace the older build, and a new build replaces pulled ones.
+    staging = work.staging("pulled")
+    fake_wheel(staging, "m-1.1-cp311-cp311-musllinux_1_2_x86_64.whl")
+    work.accept("pulled", staging)
+    assert work.state() is State.PULLED and not work.built.exists() and not work.repaired.exists()
+    staging = work.staging("built")
+    fake_wheel(staging, "m-1.2-cp311-cp311-linux_x86_64.whl")
+    work.accept("built", staging)
+    assert work.state() is State.BUILT and not work.pulled.exists()
+    assert sorted(p.name for p in work.root.iterdir()) == ["built"]  # no staging left
+    work.discard(work.staging("repaired"))
+    assert sorted(p.name for p in work.root.iterdir()) == ["built"]
+
+
+def job_of(settings: Settings, module: str, kind: Kind = Kind.NO_SHARED, depends: tuple[Job, ...] = ()) -> Job:
+    return make_job(
+        settings, module=module, version=Version("1.0"), python="3.11", arch=get_arch("amd64"), kind=kind,
+        depends=depends,
+    )
+
+
+def plan_with_a_failure(settings: Settings) -> tuple[Job, Job, Job, Job]:
+    """``broken`` has nothing to repair; ``child`` depends on it; ``fine`` and ``late`` do not."""
+    broken = job_of(settings, "wtbroken")
+    child = job_of(settings, "wtchild", depends=(broken,))
+    fine = job_of(settings, "wtfine")
+    late = job_of(settings, "wtlate")
+    for job in (fine, late):
+        fake_wheel(job.work.built, f"{job.module}-1.0-cp311-cp311-linux_x86_64.whl")
+    return broken, child, fine, late
+
+
+def test_a_failed_job_skips_its_dependents_and_the_run_goes_on(tmp_path: Path, capsys: Any) -> None:
+    settings = make_settings(tmp_path)
+    broken, child, fine, late = plan_with_a_failure(settings)
+    with pytest.raises(WheelTasksError, match=r"2 of 4 job\(s\) did not finish \(first: wtbroken1.0-py3.11-amd64\)") as caught:
+        pipeline.run(settings, Plan((broken, child, fine, late)), steps=("repair",))
+    assert caught.value.exit_code == 2  # a user error (nothing built) decides the code
+    report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
+    results = {job["module"]: job["result"] for job in report["jobs"]}
+    assert results == {"wtbroken": "failed", "wtchild": "dependency failed", "wtfine": "done", "wtlate": "done"}
+    assert "nothing built to repair" in report["jobs"][0]["error"]
+    assert fine.work.state() is State.REPAIRED and late.work.state() is State.REPAIRED
+    err = capsys.readouterr().err
+    assert "dependency failed" in err and "wtlate1.0-py3.11-amd64" in err  # the closing table
+
+
+def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, fail_fast=True)
+    broken, child, fine, late = plan_with_a_failure(settings)
+    with pytest.raises(WheelTasksError):
+        pipeline.run(settings, Plan((broken, child, fine, late)), steps=("repair",))
+    report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
+    assert [job["module"] for job in report["jobs"]] == ["wtbroken"]
+    assert fine.work.state() is State.BUILT
