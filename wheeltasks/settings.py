@@ -290,16 +290,18 @@ class Settings:
             raise WheelTasksError(
                 f"the wheeltasks configuration (invoke.yaml) must be a mapping of settings, not a {type(config).__name__}"
             )
-        merged: dict[str, Any] = {}
+        # Each source's values are checked as they come, so a bad value is an error even
+        # where a later source overrides it.
+        values: dict[str, Any] = {}
         for key, value in (config or {}).items():
-            merged[config_field(str(key))] = value
+            name = config_field(str(key))
+            values[name] = _coerce(name, value)
         for option in OPTIONS:
             if option.env in env:
-                merged[option.field] = env[option.env]
+                values[option.field] = _coerce(option.field, env[option.env])
         for name, value in (flags or {}).items():
             if value is not None:
-                merged[name] = value
-        values = {name: _coerce(name, value) for name, value in merged.items()}
+                values[name] = _coerce(name, value)
         values.setdefault("pypi_index", env.get("PIP_INDEX_URL", ""))
         values.setdefault("cache_dir", default_cache_dir(env))
         values.setdefault("ca_bundle", default_ca_bundle(env))

@@ -223,11 +223,30 @@ def parse_target(text: str) -> Target:
             "<module>[-openssl|-libressl][<version>][-py<python>|-pyall][-<arch>], "
             f"with arch one of: {arch_choices()}"
         )
+    module = canonicalize_name(name)
+    _check_name_reads_back(raw, module)
     if version is not None and version.epoch:
         raise WheelTasksError(
             f"{raw!r}: versions with an epoch (N!) cannot be written into an image tag; pin another version"
         )
-    return Target(canonicalize_name(name), ssl, version, python, arch)
+    return Target(module, ssl, version, python, arch)
+
+
+def _check_name_reads_back(raw: str, module: str) -> None:
+    """A module whose normalised name holds a suffix word (``foo_amd64`` is ``foo-amd64``)
+    would read back as another target from its tag: refuse it rather than mislabel it."""
+    segments = module.split("-")
+    for segment in segments[1:]:
+        if _PYTHON_RE.fullmatch(segment) or find_arch(segment):
+            raise WheelTasksError(
+                f"{raw!r}: the module name {module!r} holds {'-' + segment!r}, which reads as a Python or arch "
+                "suffix in tags; wheeltasks cannot build it"
+            )
+    if segments[-1] in {s.value for s in SSL} and len(segments) > 1:
+        raise WheelTasksError(
+            f"{raw!r}: the module name {module!r} ends in {'-' + segments[-1]!r}, which reads as an SSL suffix "
+            "in tags; wheeltasks cannot build it"
+        )
 
 
 def split_targets(values: str | Sequence[str]) -> list[str]:
