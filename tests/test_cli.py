@@ -204,3 +204,13 @@ def test_clean_cache_task(tmp_path: Path, cli_env: dict[str, str]) -> None:
     done = run(inv("-r", str(ROOT), "clean-cache"), tmp_path, cli_env)
     assert done.returncode == 0 and "cleared the index cache" in done.stderr
     assert not list((tmp_path / "cache").glob("*.sqlite*"))
+
+
+def test_each_task_offers_only_its_own_flags(tmp_path: Path) -> None:
+    cache = run(inv("-r", str(ROOT), "--help", "clean-cache"), tmp_path, dict(os.environ)).stdout
+    assert "--cache-dir" in cache and "WHEELTASKS_CACHE_DIR" in cache
+    assert "--push" not in cache and "--pypi-index" not in cache
+    assert len(cache.splitlines()) < 15
+    build = run(inv("-r", str(ROOT), "--help", "build"), tmp_path, dict(os.environ)).stdout
+    assert "--push " in build and "[DO_PUSH; default: off]" in " ".join(build.split())
+    assert "--clean-cache" in build and "--registry-password" not in build

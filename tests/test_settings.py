@@ -178,3 +178,25 @@ def test_settings_are_frozen_and_hide_the_password() -> None:
     with pytest.raises(AttributeError):
         s.do_push = True  # type: ignore[misc]
     assert "s3cret-pw" not in repr(s)
+
+
+def test_readme_settings_table_has_every_option() -> None:
+    from wheeltasks.settings import OPTIONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("## Settings"):readme.index("## Recipes")]
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines() if line.startswith("| `")}
+    assert set(rows) == {o.env for o in OPTIONS}
+    for option in OPTIONS:
+        if option.flag:
+            assert f"`--{option.flag.replace('_', '-')}`" in rows[option.env]
+
+
+def test_every_flag_has_its_variable_and_default_in_the_help() -> None:
+    from wheeltasks.settings import options_for
+    from wheeltasks.tasks import GROUPS, flag_help
+
+    for task, fields in GROUPS.items():
+        for option in options_for(fields):
+            text = flag_help(option)
+            assert option.env in text and "default: " in text, (task, option.field)
