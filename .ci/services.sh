@@ -156,4 +156,22 @@ EOF
     fi
     say "registry up"
 fi
+# ---- everything the tests and fixtures call ---------------------------------------------
+# A fresh machine has only what this script installed: check each command the tests, the
+# fixture builds and the product call, and name every missing one on one line, rather than
+# let the Docker tests error one by one later (as a missing arch-test once did).
+missing=()
+for cmd in docker dockerd docker-registry mmdebstrap arch-test skopeo htpasswd curl patchelf openssl \
+           flock pgrep update-binfmts python3; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+docker buildx version >/dev/null 2>&1 || missing+=("docker-buildx")
+# (no qemu-i386: an x86_64 host runs i386 natively, and Debian registers no handler for it)
+for handler in qemu-aarch64 qemu-arm qemu-ppc64le qemu-s390x qemu-riscv64; do
+    [ -e "/proc/sys/fs/binfmt_misc/$handler" ] || missing+=("binfmt:$handler")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "services: missing after install: ${missing[*]}" >&2
+    exit 1
+fi
 say "ready"
