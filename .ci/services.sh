@@ -50,8 +50,9 @@ fi
 # Debian 12's docker.io ships no buildx; Debian 13 packages a static binary. Fetch that
 # one .deb through a throw-away apt configuration (its own sources and lists) so the
 # host's apt state never sees trixie. The archive URL is the host's own bookworm one.
-PLUGIN_DIR="${HOME:-/root}/.docker/cli-plugins"
-if docker buildx version >/dev/null 2>&1; then
+# System-wide, so it does not depend on the HOME of whoever runs docker (tests set their own).
+PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+if HOME=/nonexistent docker buildx version >/dev/null 2>&1; then
     say "buildx present: $(docker buildx version | head -1)"
 else
     say "installing docker-buildx from Debian 13"
@@ -165,7 +166,7 @@ for cmd in docker dockerd docker-registry mmdebstrap arch-test skopeo htpasswd c
            flock pgrep update-binfmts python3; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
-docker buildx version >/dev/null 2>&1 || missing+=("docker-buildx")
+HOME=/nonexistent docker buildx version >/dev/null 2>&1 || missing+=("docker-buildx (system-wide)")
 # (no qemu-i386: an x86_64 host runs i386 natively, and Debian registers no handler for it)
 for handler in qemu-aarch64 qemu-arm qemu-ppc64le qemu-s390x qemu-riscv64; do
     [ -e "/proc/sys/fs/binfmt_misc/$handler" ] || missing+=("binfmt:$handler")
