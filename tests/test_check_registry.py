@@ -77,10 +77,10 @@ def test_update_plans_only_the_outdated_for_every_default_python(
 
 
 def test_update_target_parses_back_to_the_module_and_version() -> None:
-    from wheeltasks.check import CheckRow
+    from wheeltasks.check import OUTDATED, CheckRow
     from wheeltasks.targets import PYALL, SSL, parse_target
 
     for module, ssl, version in [("bcrypt", None, "4"), ("ed25519", None, "1.5"), ("cryptography", SSL.LIBRESSL, "45.0.1")]:
-        row = CheckRow(module, ssl, Version(version), None, None, True)
+        row = CheckRow(module, ssl, Version(version), None, None, OUTDATED)
         target = parse_target(row.update_target)
         assert (target.module, target.ssl, target.version, target.python) == (module, ssl, Version(version), PYALL)

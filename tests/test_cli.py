@@ -153,9 +153,9 @@ def test_check_compares_the_index_with_wheels(tmp_path: Path, make_index_server:
     rows = [r.to_json() for r in check(check_settings(tmp_path, server.url), client)]
     assert rows == [
         {"module": "wtplain", "ssl": None, "index_version": "1.5.0", "local_version": "1.5.0",
-         "registry_version": None, "outdated": False},
+         "registry_version": None, "outdated": False, "status": "ok"},
         {"module": "wt-fix-name", "ssl": None, "index_version": "0.3.0", "local_version": "0.2.0",
-         "registry_version": None, "outdated": True},
+         "registry_version": None, "outdated": True, "status": "OUT OF DATE"},
     ]
     assert client.network_requests == 2
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,14 @@ from packaging.version import Version
 from . import console
 from .images import latest_tag_versions, open_registry
 from .index import IndexClient
-from .plan import default_targets, newest_python
+from .plan import SslModule, default_targets, newest_python, ssl_modules
 from .settings import Kind, Settings
-from .targets import SSL, join_version, module_label
+from .targets import SSL, join_version, module_label, parse_target
+
+OK = "ok"
+OUTDATED = "OUT OF DATE"
+# LibreSSL builds are only published as images: without a registry nothing tells.
+UNKNOWN = "unknown (images only; set WHEELS_REGISTRY)"
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,11 @@ class CheckRow:
     index_version: Version
     local_version: Version | None
     registry_version: Version | None
-    outdated: bool
+    status: str  # OK, OUTDATED or UNKNOWN
+
+    @property
+    def outdated(self) -> bool:
+        return self.status == OUTDATED
 
     @property
     def label(self) -> str:
@@ -44,6 +52,7 @@ class CheckRow:
             "local_version": str(self.local_version) if self.local_version else None,
             "registry_version": str(self.registry_version) if self.registry_version else None,
             "outdated": self.outdated,
+            "status": self.status,
         }
 
 
@@ -59,33 +68,43 @@ def local_versions(wheels_dir: Path) -> dict[str, Version]:
     return found
 
 
-def _newest(versions: Iterable[Version | None]) -> Version | None:
-    present = [v for v in versions if v is not None]
-    return max(present) if present else None
-
-
-def registry_versions(settings: Settings, labels: list[str]) -> dict[str, Version | None]:
-    """Newest published version per label, over both kinds' repositories."""
+def registry_versions(settings: Settings, is_ssl: SslModule) -> dict[str, Version]:
+    """Newest published version per label, over both kinds' repositories. A tag of an SSL
+    module without a suffix (written before the suffix was the rule) counts as OpenSSL."""
     client = open_registry(settings)
-    published = [latest_tag_versions(client, settings.repository(kind)) for kind in Kind]
-    return {label: _newest(versions.get(label) for versions in published) for label in labels}
+    newest: dict[str, Version] = {}
+    for kind in Kind:
+        for label, version in latest_tag_versions(client, settings.repository(kind)).items():
+            target = parse_target(label)
+            label = module_label(target.module, SSL.OPENSSL) if target.ssl is None and is_ssl(target.module) else label
+            newest[label] = max(version, newest.get(label, version))
+    return newest
 
 
 def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow]:
     index = index or IndexClient(settings)
-    targets = default_targets(settings, "all")
+    is_ssl = ssl_modules(settings)
+    targets = default_targets(settings, "all", is_ssl)
     latest = index.latest_many(sorted({t.module for t in targets}), newest_python(settings))
     local = local_versions(settings.wheels_dir)
-    labels = [module_label(t.module, t.ssl) for t in targets]
-    published = registry_versions(settings, labels) if settings.wheels_registry else {}
+    published = registry_versions(settings, is_ssl) if settings.wheels_registry else {}
+    if not settings.wheels_registry:
+        console.note("no WHEELS_REGISTRY: compared the index with wheels/ only")
     rows = []
-    for target, label in zip(targets, labels, strict=True):
+    for target in targets:
+        label = module_label(target.module, target.ssl)
         newest = latest[target.module]
         # LibreSSL builds never go to wheels/, so only the registry can tell about them.
-        mine = local.get(canonicalize_name(target.module)) if target.ssl in (None, SSL.OPENSSL) else None
+        exported = target.ssl in (None, SSL.OPENSSL)
+        mine = local.get(canonicalize_name(target.module)) if exported else None
         theirs = published.get(label)
-        have = theirs if settings.wheels_registry else mine
-        rows.append(CheckRow(target.module, target.ssl, newest, mine, theirs, have is None or newest > have))
+        if settings.wheels_registry:
+            status = OUTDATED if theirs is None or newest > theirs else OK
+        elif exported:
+            status = OUTDATED if mine is None or newest > mine else OK
+        else:
+            status = UNKNOWN
+        rows.append(CheckRow(target.module, target.ssl, newest, mine, theirs, status))
     return rows
 
 
@@ -100,7 +119,7 @@ def print_rows(rows: list[CheckRow]) -> None:
     console.table(
         ("module", "index", "wheels/", "registry", "status"),
         [
-            (r.label, r.index_version, r.local_version, r.registry_version, "OUT OF DATE" if r.outdated else "ok")
+            (r.label, r.index_version, r.local_version, r.registry_version, r.status)
             for r in rows
         ],
     )

@@ -7,6 +7,7 @@ module's ``mod_depends`` before it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .errors import WheelTasksError
 from .job import Job, make_job
 from .recipes import Recipe, load_recipe
 from .settings import Kind, Settings, check_python
-from .targets import PYALL, SSL, Arch, Target, parse_target, split_targets
+from .targets import DEFAULT_SSL, PYALL, SSL, Arch, Target, parse_target, split_targets
 
 # Special targets given alone that stand for the default sets.
 DEFAULT_SETS = ("all", "core")
@@ -60,23 +61,50 @@ def newest_python(settings: Settings) -> str:
     return max(settings.python_versions, key=Version)
 
 
-def default_targets(settings: Settings, which: str) -> list[Target]:
-    """``all`` / ``core``: each default module, with its LibreSSL variant where it links SSL.
+SslModule = Callable[[str], bool]
+
+
+def ssl_modules(settings: Settings) -> SslModule:
+    """Whether a module links an SSL library: it is in SSL_MODULES, or its recipe names
+    ``$SSL`` (it links one itself or through a dependency, like paramiko)."""
+
+    @functools.cache
+    def is_ssl(module: str) -> bool:
+        return module in settings.ssl_modules or load_recipe(settings, module, None).uses_ssl
+
+    return is_ssl
+
+
+def with_ssl(target: Target, is_ssl: SslModule) -> Target:
+    """One module, one name: an SSL module without a suffix is its OpenSSL build."""
+    if target.ssl is not None and not is_ssl(target.module):
+        raise WheelTasksError(
+            f"{target.module} does not link an SSL library, so -{target.ssl.value} does not apply; SSL suffixes "
+            "apply to the modules of SSL_MODULES and to those whose recipe names ${SSL}"
+        )
+    if target.ssl is None and is_ssl(target.module):
+        return dataclasses.replace(target, ssl=DEFAULT_SSL)
+    return target
+
+
+def default_targets(settings: Settings, which: str, is_ssl: SslModule | None = None) -> list[Target]:
+    """``all`` / ``core``: each default module; an SSL module without a suffix in both variants.
 
     ``all`` lists the core modules first, so the others can use their wheels.
     """
+    is_ssl = is_ssl or ssl_modules(settings)
     core = settings.core_modules
     modules = tuple(dict.fromkeys((*core, *settings.modules))) if which == "all" else core
-    targets: list[Target] = []
+    targets: dict[tuple[str, SSL | None], Target] = {}
     for text in modules:
         target = parse_target(text)
-        targets.append(Target(target.module, target.ssl, target.version, PYALL))
-        if target.ssl is None and target.module in settings.ssl_modules:
-            targets.append(Target(target.module, SSL.LIBRESSL, target.version, PYALL))
-    return targets
+        variants = [target.ssl] if target.ssl or not is_ssl(target.module) else [SSL.OPENSSL, SSL.LIBRESSL]
+        for ssl in variants:
+            targets.setdefault((target.module, ssl), Target(target.module, ssl, target.version, PYALL))
+    return list(targets.values())
 
 
-def parse_targets(settings: Settings, texts: Sequence[str]) -> tuple[list[Target], bool]:
+def parse_targets(settings: Settings, texts: Sequence[str], is_ssl: SslModule) -> tuple[list[Target], bool]:
     """The targets to plan, and whether both kinds are wanted (``all``/``core``)."""
     words = split_targets(texts)
     if not words:
@@ -88,16 +116,8 @@ def parse_targets(settings: Settings, texts: Sequence[str]) -> tuple[list[Target
         word = specials[0].lower()
         if word in COMMAND_TARGETS:
             raise WheelTasksError(f"{word!r} is a task of its own: run `inv {word}`")
-        return default_targets(settings, word), True
+        return default_targets(settings, word, is_ssl), True
     return [parse_target(w) for w in words], False
-
-
-def _check_ssl(settings: Settings, target: Target) -> None:
-    if target.ssl is not None and target.module not in settings.ssl_modules:
-        raise WheelTasksError(
-            f"{target.module} does not link an SSL library, so -{target.ssl.value} does not apply; "
-            f"SSL suffixes apply to: {', '.join(settings.ssl_modules)} (setting SSL_MODULES)"
-        )
 
 
 def _pythons(settings: Settings, target: Target) -> tuple[str, ...]:
@@ -126,10 +146,11 @@ def _expand(
     kinds: tuple[Kind, ...],
     notes: list[str],
     depends_of: DependsOf,
+    is_ssl: SslModule,
     inherited: tuple[tuple[str, ...], tuple[Arch, ...]] | None = None,
     chain: tuple[str, ...] = (),
 ) -> list[_Want]:
-    _check_ssl(settings, target)
+    target = with_ssl(target, is_ssl)
     label = str(Target(target.module, target.ssl))
     if label in chain:
         raise WheelTasksError(f"dependency cycle in recipes: {' -> '.join((*chain, label))}")
@@ -147,7 +168,7 @@ def _expand(
                     w
                     for dep in dep_targets
                     for w in _expand(
-                        settings, dep, (kind,), notes, depends_of, ((python,), (arch,)), (*chain, label)
+                        settings, dep, (kind,), notes, depends_of, is_ssl, ((python,), (arch,)), (*chain, label)
                     )
                 )
                 wants.append(_Want(target.module, target.ssl, target.version, python, arch, kind, deps))
@@ -186,7 +207,8 @@ def _versions(index: VersionSource, wants: Sequence[_Want]) -> dict[tuple[str, s
 
 
 def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> Plan:
-    targets, both = parse_targets(settings, texts)
+    is_ssl = ssl_modules(settings)
+    targets, both = parse_targets(settings, texts, is_ssl)
     kinds = (Kind.SHARED, Kind.NO_SHARED) if both else settings.kinds
     notes: list[str] = []
 
@@ -198,7 +220,7 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> P
     def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
         return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
-    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of))
+    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of, is_ssl))
     versions = _versions(index, wants)
 
     def version_of(want: _Want) -> Version:

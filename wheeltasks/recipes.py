@@ -45,6 +45,7 @@ class Recipe:
     depends: tuple[str, ...] = ()  # target texts, $SSL filled in
     apk: tuple[str, ...] = ()  # Alpine packages to build against
     cross: bool = True  # False: never cross-compile this module
+    uses_ssl: bool = False  # it names $SSL: the module links an SSL library (maybe through a dependency)
 
     @property
     def name(self) -> str | None:
@@ -143,6 +144,7 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
         depends=parse_depends(text, ssl, source),
         apk=parse_declared(text, "mod_apk", ssl, source),
         cross=cross,
+        uses_ssl=_SSL_RE.search(text) is not None,
     )
 
 

@@ -1,0 +1,2 @@
+# misaka bundles its C sources (hoedown) and builds its extension with cffi.
+mod_depends="cffi"

@@ -1,0 +1,2 @@
+# mysqlclient links the MariaDB connector, found with pkg-config.
+mod_apk="mariadb-connector-c-dev pkgconf"

@@ -1,0 +1,2 @@
+# psutil's C extension includes the Linux kernel headers.
+mod_apk="linux-headers"
