@@ -78,16 +78,19 @@ def default_ca_bundle(env: Mapping[str, str]) -> str:
     return ""
 
 
-# Current CPython releases, oldest first; the newest is the default Python. Move them
-# with PYTHON_VERSIONS (or `python_versions:` in invoke.yaml) as releases come and go.
-DEFAULT_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
+# The CPython releases supported upstream on 2026-11-25 (3.10 reached its end of life in
+# October 2026; 3.15.0 came out in October 2026), oldest first; the newest is the default
+# Python. Move them with PYTHON_VERSIONS (or `python_versions:` in invoke.yaml).
+DEFAULT_PYTHONS = ("3.11", "3.12", "3.13", "3.14", "3.15")
 # The newest CPython minor a builder image can exist for (the one in development).
 NEWEST_KNOWN_PYTHON = Version("3.16")
 OLDEST_KNOWN_PYTHON = Version("3.6")
 DEFAULT_CORE_MODULES = ("pycparser", "cffi", "toml")
+# The original system's default modules.
 DEFAULT_MODULES = (
-    "pycparser", "cffi", "toml", "bcrypt", "pynacl", "cryptography", "paramiko",
-    "psutil", "pyyaml", "markupsafe", "msgpack", "charset-normalizer", "ruamel-yaml-clib",
+    "auditwheel", "cffi", "toml", "pycparser", "bcrypt", "cryptography-openssl", "cryptography-libressl",
+    "lxml", "misaka", "mysqlclient", "paramiko-openssl", "paramiko-libressl", "psutil", "psycopg2-binary",
+    "PyNaCl", "pyOpenSSL", "python-hosts", "setuptools-rust",
 )
 ALL_ARCHES = ("amd64", "arm64v8", "armv7", "armv6", "i386", "ppc64le", "s390x", "riscv64")
 
