@@ -71,9 +71,12 @@ def test_update_plans_only_the_outdated_for_every_default_python(
     )
     assert done.returncode == 0, done.stderr
     planned = [words[0] for words in map(str.split, done.stdout.splitlines()) if words and "-py3." in words[0]]
-    assert planned == ["wt-fix-name0.3.0-py3.11-amd64", "wt-fix-name0.3.0-py3.12-amd64"]
+    # Both kinds, as `all` builds them.
+    assert planned == ["wt-fix-name0.3.0-py3.11-amd64"] * 2 + ["wt-fix-name0.3.0-py3.12-amd64"] * 2
+    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("wt-fix-name0.3.0-py3.")] == [
+        "shared", "no-shared", "shared", "no-shared"]
     assert "NOOP: would run pull-existing -> build -> repair -> export" in done.stdout
-    assert done.stdout.count("docker buildx build --platform linux/amd64") == 2
+    assert done.stdout.count("docker buildx build --platform linux/amd64") == 4
 
 
 def test_update_target_parses_back_to_the_module_and_version() -> None:

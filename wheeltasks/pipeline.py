@@ -159,9 +159,10 @@ def print_plan(plan: Plan) -> None:
 class Runner:
     """Runs the steps for each job in plan order; dependencies come first in a plan."""
 
-    def __init__(self, settings: Settings, plan: Plan) -> None:
+    def __init__(self, settings: Settings, plan: Plan, json_report: bool = False) -> None:
         self.settings = settings
         self.plan = plan
+        self.json_report = json_report
         self.report = RunReport()
         self._registry: RegistryClient | None = None
         self._results: dict[tuple[object, ...], JobResult] = {}
@@ -325,6 +326,8 @@ class Runner:
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.settings.work_dir / REPORT_FILE, json.dumps(self.report.to_json(), indent=2).encode())
         console.note(f"summary: {self.report.summary()}")
+        if self.json_report:
+            console.emit_json(self.report.to_json())
         if first_error is None:
             return
         failures = self.report.failures
@@ -352,8 +355,11 @@ def _slot(job: Job) -> tuple[str, str, object]:
     return (job.python, job.arch.name, job.kind)
 
 
-def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None) -> RunReport:
-    """Run ``steps`` (default: the whole local flow, plus push when DO_PUSH) for every job."""
+def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None, *, json_report: bool = False) -> RunReport:
+    """Run ``steps`` (default: the whole local flow, plus push when DO_PUSH) for every job.
+
+    With ``json_report`` the run's report is printed as JSON on stdout (also when jobs failed).
+    """
     if steps is None:
         steps = [s for s in FULL_FLOW if s != "push" or settings.do_push]
     if "push" in steps and not settings.wheels_registry:
@@ -364,7 +370,7 @@ def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None) -> R
     if "build" in steps and not settings.no_build:
         for arch in dict.fromkeys(job.arch for job in plan.jobs):
             docker_engine.check_build(arch)  # no engine or no QEMU: say so once, before any job
-    return Runner(settings, plan).run(steps)
+    return Runner(settings, plan, json_report).run(steps)
 
 
 def print_noop(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:

@@ -206,10 +206,11 @@ def _versions(index: VersionSource, wants: Sequence[_Want]) -> dict[tuple[str, s
     return found
 
 
-def resolve(settings: Settings, texts: Sequence[str], index: VersionSource) -> Plan:
+def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both: bool = False) -> Plan:
+    """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds."""
     is_ssl = ssl_modules(settings)
-    targets, both = parse_targets(settings, texts, is_ssl)
-    kinds = (Kind.SHARED, Kind.NO_SHARED) if both else settings.kinds
+    targets, default_set = parse_targets(settings, texts, is_ssl)
+    kinds = (Kind.SHARED, Kind.NO_SHARED) if both or default_set else settings.kinds
     notes: list[str] = []
 
     # A dependency is expanded once per Python, arch and kind: read each recipe once.

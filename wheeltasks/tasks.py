@@ -134,9 +134,11 @@ def value_flags() -> frozenset[str]:
 TARGETS_HELP = "one or more targets: 'a b', a,b (or, with the wheeltasks command, a b c)"
 
 
-def plan_for(settings: Settings, targets: str | Iterable[str], index: IndexClient | None = None) -> Plan:
+def plan_for(
+    settings: Settings, targets: str | Iterable[str], index: IndexClient | None = None, both: bool = False
+) -> Plan:
     texts = [targets] if isinstance(targets, str) else list(targets)
-    plan = resolve(settings, texts, index or IndexClient(settings))
+    plan = resolve(settings, texts, index or IndexClient(settings), both=both)
     for message in plan.notes:
         console.note(message)
     return plan
@@ -158,57 +160,70 @@ def _check(settings: Settings, json: bool = False) -> None:
     check_mod.show_rows(check_mod.check(settings), json)
 
 
-@helps(json="print the check rows as a JSON array")
+REPORT_HELP = "print the run's report (every job, its result, time and log) as JSON"
+
+
+@helps(json="print the check rows and the run's report as one JSON object")
 def _update(settings: Settings, json: bool = False) -> None:
     """check, then build (and with --push push) the out-of-date modules for every default Python."""
     index = IndexClient(settings)  # one client: CLEAN_CACHE clears once per run
     rows = check_mod.check(settings, index)
-    check_mod.show_rows(rows, json)
+    if not json:
+        check_mod.show_rows(rows, json=False)
     targets = [row.update_target for row in rows if row.outdated]
-    if not targets:
-        console.note("everything is up to date")
-        return
-    pipeline.run(settings, plan_for(settings, targets, index))
+    report: dict[str, Any] | None = None
+    try:
+        if targets:
+            # update builds both kinds, as all does
+            plan = plan_for(settings, targets, index, both=True)
+            report = pipeline.run(settings, plan).to_json()
+        else:
+            console.note("everything is up to date")
+    finally:
+        if json:
+            console.emit_json({"check": [row.to_json() for row in rows], "run": report})
 
 
-@helps(targets=TARGETS_HELP)
-def _pull_existing(settings: Settings, targets: str) -> None:
+@helps(targets=TARGETS_HELP, json=REPORT_HELP)
+def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None:
     """Fetch existing wheel images: the target's own and its dependencies'."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("pull-existing",))
+    pipeline.run(settings, plan_for(settings, targets), steps=("pull-existing",), json_report=json)
 
 
-@helps(targets=TARGETS_HELP)
-def _build(settings: Settings, targets: str) -> None:
+@helps(targets=TARGETS_HELP, json=REPORT_HELP)
+def _build(settings: Settings, targets: str, json: bool = False) -> None:
     """Build the targets' wheels: pull-existing, build, repair, export (and push with --push)."""
-    pipeline.run(settings, plan_for(settings, targets))
+    pipeline.run(settings, plan_for(settings, targets), json_report=json)
 
 
-@helps(targets=TARGETS_HELP)
-def _repair(settings: Settings, targets: str) -> None:
+@helps(targets=TARGETS_HELP, json=REPORT_HELP)
+def _repair(settings: Settings, targets: str, json: bool = False) -> None:
     """auditwheel-repair (shared kind) and verify what `build` left in the work folder."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("repair",))
+    pipeline.run(settings, plan_for(settings, targets), steps=("repair",), json_report=json)
 
 
-@helps(targets=TARGETS_HELP)
-def _export(settings: Settings, targets: str) -> None:
+@helps(targets=TARGETS_HELP, json=REPORT_HELP)
+def _export(settings: Settings, targets: str, json: bool = False) -> None:
     """Copy the repaired wheels into wheels/<arch>/ (atomically; OpenSSL builds only)."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("export",))
+    pipeline.run(settings, plan_for(settings, targets), steps=("export",), json_report=json)
 
 
-@helps(targets=TARGETS_HELP)
-def _push(settings: Settings, targets: str) -> None:
+@helps(targets=TARGETS_HELP, json=REPORT_HELP)
+def _push(settings: Settings, targets: str, json: bool = False) -> None:
     """Push the repaired wheels as multi-platform wheel images."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("push",))
+    pipeline.run(settings, plan_for(settings, targets), steps=("push",), json_report=json)
 
 
-def _all(settings: Settings) -> None:
+@helps(json=REPORT_HELP)
+def _all(settings: Settings, json: bool = False) -> None:
     """Build every default module (core first) x every default Python x every arch, both kinds."""
-    pipeline.run(settings, plan_for(settings, "all"))
+    pipeline.run(settings, plan_for(settings, "all"), json_report=json)
 
 
-def _core(settings: Settings) -> None:
+@helps(json=REPORT_HELP)
+def _core(settings: Settings, json: bool = False) -> None:
     """Build the core modules x every default Python x every arch, both kinds."""
-    pipeline.run(settings, plan_for(settings, "core"))
+    pipeline.run(settings, plan_for(settings, "core"), json_report=json)
 
 
 def _clean_cache(settings: Settings) -> None:
