@@ -18,7 +18,8 @@ mkdir -p "$STATE_DIR" "$LOG_DIR"
 
 # ---- packages -------------------------------------------------------------------------
 PACKAGES=(docker.io qemu-user-static binfmt-support docker-registry mmdebstrap arch-test skopeo
-          apache2-utils ca-certificates curl patchelf python3 python3-venv)
+          apache2-utils ca-certificates curl patchelf python3 python3-venv
+          binutils pkgconf)  # readelf and pkg-config for the fixtures' zig cross builds
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
@@ -163,7 +164,7 @@ fi
 # let the Docker tests error one by one later (as a missing arch-test once did).
 missing=()
 for cmd in docker dockerd docker-registry mmdebstrap arch-test skopeo htpasswd curl patchelf openssl \
-           flock pgrep update-binfmts python3; do
+           flock pgrep update-binfmts python3 readelf pkg-config; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 HOME=/nonexistent docker buildx version >/dev/null 2>&1 || missing+=("docker-buildx (system-wide)")
