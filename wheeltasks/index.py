@@ -9,21 +9,24 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from email.message import Message
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
-import requests_cache
+import urllib3.exceptions
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
@@ -32,24 +35,29 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from requests_cache.backends.sqlite import SQLiteCache
-from urllib3.util.retry import Retry
+from requests_cache.models.request import CachedRequest
+from requests_cache.models.response import CachedResponse
 
-from .errors import WheelTasksError
+from . import remote
+from .errors import RemoteError, WheelTasksError
 from .settings import Settings
 from .urls import redact, split_credentials
 
 log = logging.getLogger("wheeltasks.index")
 
 CACHE_FILE = "index-cache.sqlite"
+CORRUPT_SUFFIX = ".corrupt"
 DEFAULT_EXPIRY = timedelta(hours=24)
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 # PEP 691: prefer JSON, accept the HTML forms (the versioned one, then plain text/html).
 ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"
-STALE_OK = {"Cache-Control": f"only-if-cached,max-stale={10 * 365 * 24 * 3600}"}
-TIMEOUT = (10, 60)  # seconds: connect, read
 MAX_WORKERS = 8
+TRIES = 3
+BACKOFF = 0.2  # seconds before the first retry; doubled for each next one
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
 # A Python like "3.12" stands for the newest 3.12.x, which is what a `python:3.12-alpine`
 # builder runs; a large patch number stands in for it (see `python_admitted`).
 NEWEST_PATCH = 999
@@ -153,25 +161,44 @@ def parse_requires_python(text: str | None) -> SpecifierSet | None:
         return None
 
 
-def make_file(
-    project: str, filename: str, requires_python: str | None, yanked: bool | str | None
-) -> DistFile | None:
+def make_file(project: str, filename: str, requires_python: object, yanked: object) -> DistFile | None:
+    """A DistFile of `project` from one listed file; None for another project's file or
+    a filename that is not a distribution. Values of the wrong type count as absent."""
     version = file_version(project, filename)
     if version is None:
         return None
+    spec = parse_requires_python(requires_python if isinstance(requires_python, str) else None)
     reason = yanked if isinstance(yanked, str) else ""
-    return DistFile(filename, version, parse_requires_python(requires_python), yanked not in (None, False), reason)
+    return DistFile(filename, version, spec, yanked not in (None, False), reason)
 
 
-def parse_json_page(project: str, text: str) -> list[DistFile]:
-    """A PEP 691 JSON project page: ``{"meta": ..., "files": [{"filename", "yanked", ...}]}``."""
-    data = json.loads(text)
-    api_version = str(data.get("meta", {}).get("api-version", "1.0"))
+class UnreadablePage(ValueError):
+    """A page that is not a simple-API project page (garbage, a proxy's page, another format)."""
+
+
+def parse_json_page(project: str, text: str | bytes) -> list[DistFile]:
+    """A PEP 691 JSON project page: ``{"meta": ..., "files": [{"filename", "yanked", ...}]}``.
+
+    UnreadablePage when the page is not such an object; a file entry that is not an
+    object with a filename is skipped (one odd entry should not hide the others).
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UnreadablePage(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UnreadablePage(f"JSON {type(data).__name__}, not an object")
+    meta = data.get("meta", {})
+    api_version = str(meta.get("api-version", "1.0")) if isinstance(meta, dict) else "?"
     if not api_version.startswith("1."):
-        raise WheelTasksError(f"the index answered simple API version {api_version}; only 1.x is understood")
+        raise UnreadablePage(f"simple API version {api_version}; only 1.x is understood")
+    entries = data.get("files", [])
+    if not isinstance(entries, list):
+        raise UnreadablePage(f"'files' is a JSON {type(entries).__name__}, not a list")
     files = (
         make_file(project, entry["filename"], entry.get("requires-python"), entry.get("yanked", False))
-        for entry in data.get("files", [])
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("filename"), str)
     )
     return [f for f in files if f is not None]
 
@@ -218,6 +245,33 @@ def parse_html_page(project: str, text: str) -> list[DistFile]:
         for name, attrs in parser.anchors
     )
     return [f for f in files if f is not None]
+
+
+def parse_page(project: str, content_type: str, body: bytes) -> list[DistFile]:
+    """The files of a project page in either format, by its Content-Type.
+
+    HTML has no structure to check, so an HTML page that lists no file of the project
+    (a proxy's login page, an error page sent with 200) is unreadable too: caching it
+    would hide every version until the cache expires.
+    """
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type.endswith("json"):
+        return parse_json_page(project, body)
+    files = parse_html_page(project, _decode(content_type, body))
+    if not files:
+        raise UnreadablePage(f"an HTML page listing no file of {project}")
+    return files
+
+
+def _decode(content_type: str, body: bytes) -> str:
+    # Index pages are UTF-8 unless they say otherwise (requests would assume ISO-8859-1).
+    header = Message()
+    header["Content-Type"] = content_type or "text/html"
+    charset = header.get_content_charset() or "utf-8"
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
 
 
 def _html_yanked(attrs: Mapping[str, str | None]) -> bool | str:
@@ -288,24 +342,130 @@ def cache_path(settings: Settings) -> Path:
     return settings.cache_dir / CACHE_FILE
 
 
+def _cache_files(base: Path) -> tuple[Path, ...]:
+    """The SQLite file, its WAL companions, and a corrupt copy moved aside."""
+    return tuple(base.with_name(base.name + suffix) for suffix in ("", "-wal", "-shm", CORRUPT_SUFFIX))
+
+
 def clear_cache(settings: Settings) -> list[Path]:
-    """Delete the index cache (the SQLite file and its WAL companions); return what was removed."""
-    base = cache_path(settings)
+    """Delete the index cache (the SQLite file and its companions); return what was removed."""
     removed = []
-    for path in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
-        if path.exists():
-            path.unlink()
-            removed.append(path)
+    for path in _cache_files(cache_path(settings)):
+        try:
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        except OSError as exc:
+            raise WheelTasksError(f"cannot remove the index cache file {path} ({exc.strerror}): remove it by hand") from None
     return removed
+
+
+class PageCache:
+    """Project pages that parsed, kept in requests-cache's SQLite backend.
+
+    Only what the client stores explicitly is written: a page that parsed, with its URL and
+    Content-Type and nothing else. No request headers (credentials), no redirect history
+    (requests-cache keeps a redirect's original request, headers included), no answer that
+    failed to parse. The folder is created private (0700) and the file is private (0600):
+    SQLite gives its -wal and -shm files the mode of the database file.
+    """
+
+    def __init__(self, path: Path, expiry: timedelta) -> None:
+        self.path = path
+        self.expiry = expiry
+        self._backend = _open_backend(path)
+
+    def get(self, url: str) -> CachedResponse | None:
+        try:
+            return self._backend.get_response(self._key(url))
+        except sqlite3.Error as exc:
+            log.warning("could not read the index cache %s (%s); asking the index", self.path, exc)
+            return None
+
+    def put(self, url: str, content_type: str, body: bytes) -> None:
+        stored = CachedResponse(
+            content=body,
+            headers=CaseInsensitiveDict({"Content-Type": content_type}),
+            request=CachedRequest(method="GET", url=url),
+            status_code=200,
+            reason="OK",
+            url=url,
+        )
+        try:
+            self._backend.save_response(stored, self._key(url), datetime.now(timezone.utc) + self.expiry)
+        except sqlite3.Error as exc:
+            log.warning("could not write the index cache %s (%s); run `inv clean-cache` if it persists", self.path, exc)
+
+    def close(self) -> None:
+        self._backend.close()  # type: ignore[no-untyped-call]  # unannotated in requests-cache
+
+    def _key(self, url: str) -> str:
+        return self._backend.create_key(requests.Request("GET", url).prepare())
+
+
+def _open_backend(path: Path, *, again: bool = False) -> SQLiteCache:
+    """The SQLite backend at `path`; a file that is not a database is moved aside (with a
+    warning), a cache written by an older wheeltasks (which kept redirect histories, and so
+    request headers) is dropped, and an unusable folder is one clear error."""
+    _make_private(path)
+    try:
+        backend = SQLiteCache(path, wal=True, busy_timeout=10_000)
+        if len(backend.redirects) and not again:
+            backend.close()  # type: ignore[no-untyped-call]
+            for old in _cache_files(path)[:3]:
+                old.unlink(missing_ok=True)
+            log.warning("dropped the index cache %s: it was written by an older wheeltasks", path)
+            return _open_backend(path, again=True)
+        return backend
+    except sqlite3.OperationalError as exc:
+        raise WheelTasksError(
+            f"cannot use the index cache {path} ({exc}): make {path.parent} writable, "
+            "or set WHEELTASKS_CACHE_DIR to another folder"
+        ) from None
+    except sqlite3.DatabaseError as exc:
+        if again:
+            raise WheelTasksError(f"cannot use the index cache {path} ({exc}): run `inv clean-cache`") from None
+        aside = path.with_name(path.name + CORRUPT_SUFFIX)
+        try:
+            os.replace(path, aside)
+            for companion in _cache_files(path)[1:3]:
+                companion.unlink(missing_ok=True)
+        except OSError:
+            raise WheelTasksError(
+                f"the index cache {path} is not a SQLite database ({exc}): remove it, or run `inv clean-cache`"
+            ) from None
+        log.warning("the index cache %s was not a SQLite database (%s); moved it to %s and started anew", path, exc, aside)
+        return _open_backend(path, again=True)
+
+
+def _make_private(path: Path) -> None:
+    """Create the cache folder (0700) and file (0600); tighten an existing file's mode."""
+    folder = path.parent
+    try:
+        if not folder.is_dir():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        os.close(fd)
+        for existing in _cache_files(path)[:3]:
+            if existing.exists() and existing.stat().st_mode & 0o077:
+                existing.chmod(0o600)
+    except (FileExistsError, NotADirectoryError):
+        raise WheelTasksError(
+            f"the cache folder {folder} is not a folder (a file is in the way): remove that file, "
+            "or set WHEELTASKS_CACHE_DIR to a folder"
+        ) from None
+    except OSError as exc:
+        raise WheelTasksError(
+            f"cannot write the index cache {path} ({exc.strerror or exc}): make {folder} writable, "
+            "remove what is in the way, or set WHEELTASKS_CACHE_DIR to another folder"
+        ) from None
 
 
 class _CountingAdapter(HTTPAdapter):
     """Counts the requests that really go to the network (cache hits never reach an adapter)."""
 
     def __init__(self, counter: _Counter) -> None:
-        # Retry connection hiccups and 5xx briefly; then report, so a stale answer can be used.
-        retry = Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), raise_on_status=False)
-        super().__init__(max_retries=retry)
+        super().__init__()  # no urllib3 retries: they ignore the deadline (see IndexClient._get)
         self._counter = counter
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
@@ -323,27 +483,42 @@ class _Counter:
             self.value += 1
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """What one request to the index gave: the status, and for a 200 the page."""
+
+    status: int
+    content_type: str = ""
+    body: bytes = b""
+
+
+class _NoAnswer(Exception):
+    """No usable answer this time (unreachable, timeout, 429, 5xx, too large, unreadable):
+    a cached copy may stand in. The message says why, in a few words."""
+
+
 # ---- the client ------------------------------------------------------------------------
 
 
 class IndexClient:
     """Look-ups on one simple index (``settings.pypi_index``), cached for 24 h.
 
-    One CachedSession is shared by all threads: requests-cache's SQLite backend shares one
-    connection and serialises writes with a lock (requests-cache PRs #796, #839); WAL mode
-    and a busy timeout keep two wheeltasks processes from failing on a locked database.
+    Every look-up has a deadline (``remote_timeout``) and a size limit (``max_index_page_mb``).
+    Only a page that parsed is cached; when the index fails (unreachable, timeout, 429, 5xx,
+    a page too large or unreadable) the cached copy is used, however old, with a warning.
     """
 
     def __init__(self, settings: Settings, expire_after: timedelta | int | None = None) -> None:
         configured = index_url(settings).rstrip("/") + "/"
         self.index_url, auth = split_credentials(configured)
         self.index_display = redact(configured)
+        self.timeout = settings.remote_timeout
+        self.max_page_bytes = settings.max_index_page_bytes
         if settings.clean_cache:
             clear_cache(settings)
-        settings.cache_dir.mkdir(parents=True, exist_ok=True)
-        backend = SQLiteCache(cache_path(settings), wal=True, busy_timeout=10_000)
         expiry = DEFAULT_EXPIRY if expire_after is None else expire_after
-        self._session = requests_cache.CachedSession(backend=backend, expire_after=expiry, allowable_codes=(200,))
+        self._cache = PageCache(cache_path(settings), expiry if isinstance(expiry, timedelta) else timedelta(seconds=expiry))
+        self._session = requests.Session()
         self._session.auth = auth
         self._session.headers["Accept"] = ACCEPT
         if settings.ca_bundle:
@@ -359,8 +534,8 @@ class IndexClient:
         return self._counter.value
 
     def close(self) -> None:
-        # requests-cache leaves CachedSession.close unannotated; it also closes the database.
-        self._session.close()  # type: ignore[no-untyped-call]
+        self._session.close()
+        self._cache.close()
 
     # ---- look-ups -------------------------------------------------------------------
 
@@ -368,17 +543,21 @@ class IndexClient:
         return f"{self.index_url}{canonicalize_name(project)}/"
 
     def files(self, project: str) -> list[DistFile]:
-        response = self._fetch(project)
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if not content_type.endswith("json"):
-            return parse_html_page(project, _html_text(response))
+        url = self.project_url(project)
+        cached = self._cache.get(url)
+        if cached is not None and not cached.is_expired:
+            files = _parse_cached(project, cached)
+            if files is not None:
+                return files
         try:
-            return parse_json_page(project, response.text)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise WheelTasksError(
-                f"{self.index_display} answered an unreadable JSON page for {project} ({exc}); "
-                "check that PYPI_INDEX is a PEP 503/691 simple index"
-            ) from exc
+            answer = self._download(project, url)
+            files = parse_page(project, answer.content_type, answer.body)
+        except UnreadablePage as exc:
+            return self._stale_or_fail(project, cached, f"an unreadable page: {exc}")
+        except _NoAnswer as exc:
+            return self._stale_or_fail(project, cached, str(exc))
+        self._cache.put(url, answer.content_type, answer.body)
+        return files
 
     def releases(self, project: str) -> list[Release]:
         """Every version on the index (yanked and pre-releases included), oldest first."""
@@ -396,13 +575,13 @@ class IndexClient:
         return version
 
     def latest_many(self, projects: Iterable[str], python: str | None) -> dict[str, Version]:
-        """`latest` for several projects at once, looked up concurrently; keys as given."""
+        """`latest` for several projects at once, looked up concurrently; keys as given.
+
+        The look-ups run on daemon threads, so Ctrl-C ends the process at once.
+        """
         names = list(dict.fromkeys(projects))
-        if not names:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(names))) as pool:
-            futures = {name: pool.submit(self.latest, name, python) for name in names}
-            return {name: future.result() for name, future in futures.items()}
+        calls = [functools.partial(self.latest, name, python) for name in names]
+        return dict(zip(names, remote.call_all(calls, MAX_WORKERS), strict=True))
 
     def check_version(self, project: str, version: Version | str, python: str | None) -> None:
         """A pinned version must be on the index and admit `python`; an error otherwise.
@@ -429,46 +608,89 @@ class IndexClient:
 
     # ---- HTTP -----------------------------------------------------------------------
 
-    def _fetch(self, project: str) -> requests.Response:
-        url = self.project_url(project)
+    def _download(self, project: str, url: str) -> _Answer:
+        """The project page, within the deadline and the size limit; errors the user must fix
+        (unknown project, refused credentials, a bad URL) are raised, the rest are _NoAnswer."""
+        deadline = remote.Deadline(self.timeout)
         try:
-            response = self._session.get(url, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            return self._stale_or_fail(project, url, type(exc).__name__)
-        if response.status_code == 404:
+            answer = remote.call(lambda: self._get(url, deadline), deadline)
+        except remote.DeadlineExceeded:
+            raise _NoAnswer(f"no complete answer within {self.timeout:g} s (REMOTE_TIMEOUT)") from None
+        except remote.TooLarge as exc:
+            raise _NoAnswer(f"a page larger than {_mib(exc.limit)} (MAX_INDEX_PAGE_MB)") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+            raise WheelTasksError(f"PYPI_INDEX={self.index_display!r} is not a usable http(s) URL") from None
+        except requests.exceptions.SSLError:
+            raise _NoAnswer("TLS verification failed: set CA_BUNDLE to the CA file that signs its certificate") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _NoAnswer(type(exc).__name__) from None
+        status = answer.status
+        if status == 404:
+            raise WheelTasksError(f"project {project} not found on {self.index_display}; check the name or PYPI_INDEX")
+        if status in (401, 403):
             raise WheelTasksError(
-                f"project {project} not found on {self.index_display}; check the name or PYPI_INDEX"
+                f"{self.index_display} answered HTTP {status} for {project}: check the credentials in PYPI_INDEX"
             )
-        if response.status_code >= 500:
-            return self._stale_or_fail(project, url, f"HTTP {response.status_code}")
-        if response.status_code != 200:
+        if status == 429 or status >= 500:
+            raise _NoAnswer(f"HTTP {status}")
+        if status != 200:
             raise WheelTasksError(
-                f"{self.index_display} answered HTTP {response.status_code} for {project}; "
-                "check PYPI_INDEX and its credentials"
+                f"{self.index_display} answered HTTP {status} for {project}; check PYPI_INDEX and its credentials"
             )
-        return response
+        return answer
 
-    def _stale_or_fail(self, project: str, url: str, reason: str) -> requests.Response:
-        # RFC 9111 request directives, honoured by requests-cache (no spaces: it splits on ","):
-        # answer from the cache only, however old the answer is.
-        cached = self._session.get(url, headers=STALE_OK, timeout=TIMEOUT)
-        if cached.status_code != 200:  # requests-cache answers 504 when nothing is cached
-            raise WheelTasksError(
-                f"could not reach the package index {self.index_display} ({reason}) and nothing is cached "
-                f"for {project}; check PYPI_INDEX, the network, proxy settings and CA_BUNDLE"
+    def _get(self, url: str, deadline: remote.Deadline) -> _Answer:
+        """Runs on a daemon thread (see remote.call), and stops by itself at the deadline.
+
+        A refused connection or a 5xx is retried briefly, while the deadline allows; a 429
+        is not (its Retry-After is often long, and a cached answer serves better).
+        """
+        attempt = 1
+        while True:
+            try:
+                answer = self._get_once(url, deadline)
+                if answer.status not in RETRY_STATUSES or attempt == TRIES:
+                    return answer
+            except requests.exceptions.SSLError:
+                raise
+            except requests.exceptions.ConnectionError:
+                if attempt == TRIES:
+                    raise
+            time.sleep(min(BACKOFF * 2 ** (attempt - 1), max(deadline.remaining(), 0.0)))
+            attempt += 1
+
+    def _get_once(self, url: str, deadline: remote.Deadline) -> _Answer:
+        with self._session.get(url, stream=True, timeout=deadline.timeout()) as response:
+            if response.status_code != 200:
+                return _Answer(response.status_code)
+            body = remote.read_body(response, deadline, self.max_page_bytes)
+            return _Answer(200, response.headers.get("Content-Type", ""), body)
+
+    def _stale_or_fail(self, project: str, cached: CachedResponse | None, reason: str) -> list[DistFile]:
+        files = _parse_cached(project, cached) if cached is not None else None
+        if files is None:
+            raise RemoteError(
+                f"the package index {self.index_display} gave no usable answer for {project} ({reason}) "
+                "and nothing is cached: check PYPI_INDEX, the network, proxy settings and CA_BUNDLE, or retry later"
             )
+        assert cached is not None
         log.warning(
-            "package index %s could not be reached (%s); using the cached answer for %s from %s",
-            self.index_display, reason, project, getattr(cached, "created_at", "earlier"),
+            "package index %s gave no usable answer for %s (%s); using the cached answer from %s",
+            self.index_display, project, reason, f"{cached.created_at:%Y-%m-%d %H:%M} UTC",
         )
-        return cached
+        return files
 
 
-def _html_text(response: requests.Response) -> str:
-    # requests assumes ISO-8859-1 for text/* without a charset; index pages are UTF-8.
-    if "charset" in response.headers.get("Content-Type", "").lower():
-        return response.text
-    return response.content.decode("utf-8", errors="replace")
+def _parse_cached(project: str, cached: CachedResponse) -> list[DistFile] | None:
+    """A cached page's files; None when it does not parse (a page an older version cached)."""
+    try:
+        return parse_page(project, cached.headers.get("Content-Type", ""), cached.content or b"")
+    except UnreadablePage:
+        return None
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"
 
 
 def _as_version(version: Version | str) -> Version:
