@@ -193,3 +193,16 @@ def test_special_and_bad_targets(plan: Callable[..., Plan], targets: tuple[str, 
         return
     with pytest.raises(WheelTasksError, match=message):
         plan(*targets)
+
+
+def test_one_module_one_name(plan: Callable[..., Plan], tmp_path: Path) -> None:
+    """An SSL module without a suffix is its OpenSSL build: one job, one tag, not two."""
+    write_recipe(tmp_path / "scripts", "wtfix", 'mod_apk="${SSL}-dev"\n')
+    jobs = plan("wtfix-py3.12-amd64", "wtfix-openssl-py3.12-amd64", ssl_modules="").jobs
+    assert [(j.label, j.tag) for j in jobs] == [("wtfix-openssl", "wtfix-openssl1.2.0-py3.12")]
+    assert jobs[0].recipe.apk == ("openssl-dev",)
+    # A module whose dependency links SSL takes the suffix too.
+    write_recipe(tmp_path / "scripts", "wtbulk1", 'mod_depends="wtfix-${SSL}"\n')
+    jobs = plan("wtbulk1-libressl-py3.12-amd64", ssl_modules="").jobs
+    assert [j.label for j in jobs] == ["wtfix-libressl", "wtbulk1-libressl"]
+    assert jobs[0].recipe.apk == ("libressl-dev",)

@@ -81,3 +81,26 @@ def test_declared_packages_and_cross(text: str, ssl: SSL | None, apk: tuple[str,
 def test_bad_mod_cross_is_a_clear_error() -> None:
     with pytest.raises(WheelTasksError, match="mod_cross='maybe' is neither true"):
         parse_recipe("mod_cross=maybe\n", Path("x.sh"), None)
+
+
+@pytest.mark.parametrize(
+    ("text", "uses_ssl"),
+    [
+        ('mod_apk="${SSL}-dev libffi-dev"\n', True),
+        ('mod_depends="cryptography-${SSL} pynacl"\n', True),
+        ("mod_depends() {\n    echo cryptography-$SSL_LIBRARY\n}\n", True),
+        ('mod_build() { echo "SSL=$SSL"; }\n', False),  # a mention is no declaration
+        ('mod_apk="libffi-dev"\n', False),
+    ],
+)
+def test_a_recipe_that_declares_by_ssl_makes_an_ssl_module(text: str, uses_ssl: bool) -> None:
+    assert parse_recipe(text, None, None).uses_ssl is uses_ssl
+
+
+def test_paramiko_and_pyopenssl_take_ssl_suffixes(tmp_path: Path) -> None:
+    from wheeltasks.plan import ssl_modules
+
+    settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path)})
+    is_ssl = ssl_modules(settings)
+    assert [m for m in ("cryptography", "paramiko", "pyopenssl", "cffi", "psutil") if is_ssl(m)] == [
+        "cryptography", "paramiko", "pyopenssl"]

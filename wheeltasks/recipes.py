@@ -45,7 +45,7 @@ class Recipe:
     depends: tuple[str, ...] = ()  # target texts, $SSL filled in
     apk: tuple[str, ...] = ()  # Alpine packages to build against
     cross: bool = True  # False: never cross-compile this module
-    uses_ssl: bool = False  # it names $SSL: the module links an SSL library (maybe through a dependency)
+    uses_ssl: bool = False  # it declares packages or dependencies by $SSL: it links an SSL library
 
     @property
     def name(self) -> str | None:
@@ -115,9 +115,7 @@ def _function_words(text: str, name: str, ssl_name: str, source: str) -> list[st
     return words
 
 
-def parse_declared(text: str, name: str, ssl: SSL | None, source: str = "recipe") -> tuple[str, ...]:
-    """The words a recipe declares for ``name``: a function that echoes them, or a variable."""
-    ssl_name = (ssl or DEFAULT_SSL).value
+def _declared(text: str, name: str, ssl_name: str, source: str) -> tuple[str, ...]:
     words = _function_words(text, name, ssl_name, source)
     if words is None:
         value = _variable(text, name)
@@ -125,9 +123,24 @@ def parse_declared(text: str, name: str, ssl: SSL | None, source: str = "recipe"
     return tuple(words)
 
 
+def parse_declared(text: str, name: str, ssl: SSL | None, source: str = "recipe") -> tuple[str, ...]:
+    """The words a recipe declares for ``name``: a function that echoes them, or a variable."""
+    return _declared(text, name, (ssl or DEFAULT_SSL).value, source)
+
+
 def parse_depends(text: str, ssl: SSL | None, source: str = "recipe") -> tuple[str, ...]:
     """The targets named by ``mod_depends`` in a recipe's text, with ``$SSL`` filled in."""
     return parse_declared(text, "mod_depends", ssl, source)
+
+
+# What $SSL becomes when reading a recipe only to learn whether it declares anything by it.
+_SSL_MARK = "\0ssl"
+
+
+def _declares_ssl(text: str, source: str) -> bool:
+    """Whether ``mod_depends`` or ``mod_apk`` names ``$SSL``: then the module links an SSL
+    library, itself (``${SSL}-dev``) or through a dependency (``cryptography-${SSL}``)."""
+    return any(_SSL_MARK in word for name in ("mod_depends", "mod_apk") for word in _declared(text, name, _SSL_MARK, source))
 
 
 def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
@@ -144,7 +157,7 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
         depends=parse_depends(text, ssl, source),
         apk=parse_declared(text, "mod_apk", ssl, source),
         cross=cross,
-        uses_ssl=_SSL_RE.search(text) is not None,
+        uses_ssl=_declares_ssl(text, source),
     )
 
 
