@@ -215,6 +215,9 @@ class Settings:
     alpine_version: str = "3.22"
     ca_bundle: str = ""
     cross: Cross = Cross.AUTO
+    # How many jobs run at once (0: the build engine's CPU count), and on which builders.
+    jobs: int = 0
+    builders: tuple[str, ...] = ()
     # Bounds on remote operations.
     remote_timeout: float = 120.0
     max_index_page_mb: int = 64
@@ -393,6 +396,11 @@ OPTIONS: tuple[Option, ...] = (
         default_text="PIP_CERT, REQUESTS_CA_BUNDLE or SSL_CERT_FILE",
     ),
     Option("cross", "cross-compile foreign-architecture jobs: auto, always or never"),
+    Option("jobs", "how many jobs run at once", default_text="the build engine's CPU count"),
+    Option(
+        "builders", "buildx builder per platform (linux/arm64=arm-node,linux/amd64=default), or one builder's name",
+        default_text="buildx's current builder",
+    ),
     Option("remote_timeout", "seconds one remote operation (index page, registry request) may take in all"),
     Option("max_index_page_mb", "largest index page read, in MiB"),
     Option("max_layer_mb", "largest wheel image layer pulled, in MiB (unpacked)"),

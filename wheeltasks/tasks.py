@@ -36,7 +36,7 @@ PLAN = (
     "alpine_version", "cross",
 )
 REGISTRY = ("wheels_registry", "shared_repo", "no_shared_repo", "registry_username", "ca_bundle", "remote_timeout", "max_layer_mb")
-RUN = ("fail_fast",)
+RUN = ("fail_fast", "jobs", "builders")
 PULL = ("no_self_pull", "no_pull_wheels", "wheels_force_pull", *REGISTRY)
 BUILD = ("noop", "no_build", "build_no_cache", "no_binary", "builder_image", "alpine_version", "ca_bundle", "pypi_index", "cross")
 REPAIR = ("noop", "builder_image", "alpine_version", "ca_bundle")
