@@ -147,11 +147,13 @@ def test_cache_from_an_older_version_with_redirect_history_is_dropped(
 def _faulty(server: FaultServer, kind: str) -> faults.Behaviour:
     return {
         "malformed JSON": faults.answer('{"meta": {"api-version": "1.0"}, "files": [', faults.JSON_TYPE),
+        "deeply nested JSON": faults.answer("[" * 100_000, faults.JSON_TYPE),
         "JSON list": faults.json_answer([{"filename": "wtfault-9.0.tar.gz"}], faults.JSON_TYPE),
         "files of the wrong type": faults.json_answer({"meta": {}, "files": {"a": 1}}, faults.JSON_TYPE),
         "API version 2": faults.json_answer({"meta": {"api-version": "2.0"}, "files": []}, faults.JSON_TYPE),
         "garbage HTML": faults.answer("<html><body>Please log in to the proxy</body></html>", "text/html"),
         "binary garbage": faults.answer(bytes(range(256)) * 4, "application/octet-stream"),
+        "redirect loop": faults.redirect("/simple/wtfault/", 302),
         "429": faults.status(429, Retry_After="3600"),
         "503": faults.status(503, Retry_After="1"),
         "hang": faults.hang(server),
@@ -162,8 +164,8 @@ def _faulty(server: FaultServer, kind: str) -> faults.Behaviour:
 
 
 FAULTS = (
-    "malformed JSON", "JSON list", "files of the wrong type", "API version 2", "garbage HTML", "binary garbage",
-    "429", "503", "hang", "drip", "drip in the headers", "200 MB page",
+    "malformed JSON", "deeply nested JSON", "JSON list", "files of the wrong type", "API version 2", "garbage HTML", "binary garbage",
+    "redirect loop", "429", "503", "hang", "drip", "drip in the headers", "200 MB page",
 )  # fmt: skip
 
 
@@ -183,7 +185,7 @@ def test_a_bad_answer_never_replaces_the_cached_page(
         assert found == Version("1.1.0")
         assert seconds < LATE
         (warning,) = [r.getMessage() for r in caplog.records]
-        assert "gave no usable answer for wtfault" in warning and "using the cached answer" in warning
+        assert " for wtfault (" in warning and "; using the cached answer from" in warning
         assert "\n" not in warning
     assert client.network_requests >= 1
 
@@ -199,7 +201,9 @@ def test_a_bad_answer_with_nothing_cached_is_one_line(
     assert error.exit_code == 4
     assert seconds < LATE
     message = one_line(error)
-    assert message.startswith(f"the package index {server.url('/simple/')} gave no usable answer for wtfault (")
+    index = server.url("/simple/")
+    assert message.startswith((f"could not reach the package index {index} for wtfault (",
+                               f"the package index {index} sent an unusable page for wtfault ("))
     assert not list(settings.cache_dir.glob("*.part"))
     # ...and nothing of it was cached: a good answer later is taken at once.
     server.route("/simple/", faults.json_page("wtfault"))
@@ -212,10 +216,10 @@ def test_a_bad_answer_with_nothing_cached_is_one_line(
         ("hang", r"no complete answer within 1 s \(REMOTE_TIMEOUT\)"),
         ("drip", r"no complete answer within 1 s"),
         ("drip in the headers", r"no complete answer within 1 s"),
-        ("200 MB page", r"a page larger than 1 MiB \(MAX_INDEX_PAGE_MB\)"),
-        ("429", r"HTTP 429"),
-        ("malformed JSON", r"an unreadable page: not JSON"),
-        ("JSON list", r"an unreadable page: JSON list, not an object"),
+        ("200 MB page", r"sent an unusable page for wtfault \(larger than 1 MiB, MAX_INDEX_PAGE_MB\)"),
+        ("429", r"could not reach .* \(HTTP 429\)"),
+        ("malformed JSON", r"sent an unusable page for wtfault \(not JSON: "),
+        ("JSON list", r"\(JSON list, not an object\) and nothing is cached: check that PYPI_INDEX is a PEP 503/691"),
         ("files of the wrong type", r"'files' is a JSON dict, not a list"),
         ("garbage HTML", r"an HTML page listing no file of wtfault"),
     ],

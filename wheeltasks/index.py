@@ -184,7 +184,7 @@ def parse_json_page(project: str, text: str | bytes) -> list[DistFile]:
     """
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise UnreadablePage(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UnreadablePage(f"JSON {type(data).__name__}, not an object")
@@ -493,8 +493,13 @@ class _Answer:
 
 
 class _NoAnswer(Exception):
-    """No usable answer this time (unreachable, timeout, 429, 5xx, too large, unreadable):
-    a cached copy may stand in. The message says why, in a few words."""
+    """No usable answer this time: a cached copy may stand in. The message says why, in a
+    few words; ``unusable`` when an answer came but could not be used (too large, garbage),
+    else the index could not be reached (refused, timed out, 429, 5xx)."""
+
+    def __init__(self, reason: str, *, unusable: bool = False) -> None:
+        super().__init__(reason)
+        self.unusable = unusable
 
 
 # ---- the client ------------------------------------------------------------------------
@@ -553,9 +558,9 @@ class IndexClient:
             answer = self._download(project, url)
             files = parse_page(project, answer.content_type, answer.body)
         except UnreadablePage as exc:
-            return self._stale_or_fail(project, cached, f"an unreadable page: {exc}")
+            return self._stale_or_fail(project, cached, _NoAnswer(str(exc), unusable=True))
         except _NoAnswer as exc:
-            return self._stale_or_fail(project, cached, str(exc))
+            return self._stale_or_fail(project, cached, exc)
         self._cache.put(url, answer.content_type, answer.body)
         return files
 
@@ -617,12 +622,13 @@ class IndexClient:
         except remote.DeadlineExceeded:
             raise _NoAnswer(f"no complete answer within {self.timeout:g} s (REMOTE_TIMEOUT)") from None
         except remote.TooLarge as exc:
-            raise _NoAnswer(f"a page larger than {_mib(exc.limit)} (MAX_INDEX_PAGE_MB)") from None
+            raise _NoAnswer(f"larger than {_mib(exc.limit)}, MAX_INDEX_PAGE_MB", unusable=True) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
             raise WheelTasksError(f"PYPI_INDEX={self.index_display!r} is not a usable http(s) URL") from None
         except requests.exceptions.SSLError:
             raise _NoAnswer("TLS verification failed: set CA_BUNDLE to the CA file that signs its certificate") from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            # ValueError: what requests raises for values it cannot send (odd credentials).
             raise _NoAnswer(type(exc).__name__) from None
         status = answer.status
         if status == 404:
@@ -666,18 +672,17 @@ class IndexClient:
             body = remote.read_body(response, deadline, self.max_page_bytes)
             return _Answer(200, response.headers.get("Content-Type", ""), body)
 
-    def _stale_or_fail(self, project: str, cached: CachedResponse | None, reason: str) -> list[DistFile]:
+    def _stale_or_fail(self, project: str, cached: CachedResponse | None, problem: _NoAnswer) -> list[DistFile]:
         files = _parse_cached(project, cached) if cached is not None else None
-        if files is None:
-            raise RemoteError(
-                f"the package index {self.index_display} gave no usable answer for {project} ({reason}) "
-                "and nothing is cached: check PYPI_INDEX, the network, proxy settings and CA_BUNDLE, or retry later"
-            )
-        assert cached is not None
-        log.warning(
-            "package index %s gave no usable answer for %s (%s); using the cached answer from %s",
-            self.index_display, project, reason, f"{cached.created_at:%Y-%m-%d %H:%M} UTC",
-        )
+        if problem.unusable:
+            what = f"the package index {self.index_display} sent an unusable page for {project} ({problem})"
+            fix = "check that PYPI_INDEX is a PEP 503/691 simple index, or retry later"
+        else:
+            what = f"could not reach the package index {self.index_display} for {project} ({problem})"
+            fix = "check PYPI_INDEX, the network, proxy settings and CA_BUNDLE, or retry later"
+        if files is None or cached is None:
+            raise RemoteError(f"{what} and nothing is cached: {fix}")
+        log.warning("%s; using the cached answer from %s", what, f"{cached.created_at:%Y-%m-%d %H:%M} UTC")
         return files
 
 
