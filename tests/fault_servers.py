@@ -47,6 +47,9 @@ class FaultServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle and delayed ACKs
+            # make every keep-alive answer wait 40 ms.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 server.dispatch(self)
@@ -199,6 +202,19 @@ def bearer_challenge(realm: str, service: str = "faults") -> Behaviour:
     """401 with a Bearer challenge, whatever the request carries."""
     return status(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', "application/json",
                   WWW_Authenticate=f'Bearer realm="{realm}",service="{service}"')
+
+
+def bearer_protected(then: Behaviour, realm: str, service: str = "faults") -> Behaviour:
+    """``then`` for a request with any Bearer token, else a Bearer challenge naming ``realm``."""
+    challenge = bearer_challenge(realm, service)
+
+    def behave(request: Request) -> None:
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            then(request)
+        else:
+            challenge(request)
+
+    return behave
 
 
 def endless_tags(prefix: str = "t") -> Behaviour:

@@ -12,27 +12,37 @@ the same digests on every machine, so a rebuild uploads nothing.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
+import lzma
+import os
+import shutil
 import tarfile
+import tempfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-from .errors import WheelTasksError
-from .files import newest_zip_time, write_atomic
+from .errors import RemoteError, WheelTasksError
+from .files import atomic_writer, newest_zip_time
 from .job import Job
 from .registry import (
+    CONFIG_LIMIT,
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
     Manifest,
     RegistryClient,
+    is_digest,
+    json_or_none,
     sha256_digest,
 )
 from .settings import Repository, Settings
@@ -42,6 +52,9 @@ from .urls import split_credentials
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _INDEX_ROUNDS = 3
+# A wheel image layer holds a few wheels; a tar of many thousands of entries is not one
+# (and tarfile keeps every member's header in memory).
+MAX_LAYER_ENTRIES = 10_000
 NO_REGISTRY = "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me or 127.0.0.1:5000/me)"
 
 
@@ -55,6 +68,8 @@ def open_registry(settings: Settings) -> RegistryClient:
         username=settings.registry_username,
         password=settings.registry_password,
         ca_bundle=settings.ca_bundle,
+        timeout=settings.remote_timeout,
+        max_layer_bytes=settings.max_layer_bytes,
     )
 
 
@@ -142,9 +157,9 @@ def platform_of(arch: Arch) -> dict[str, str]:
     return platform
 
 
-def platform_key(platform: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+def platform_key(platform: object) -> tuple[str, str, str] | None:
     """(os, architecture, variant), with the variants Docker assumes when one is missing."""
-    if not platform:
+    if not platform or not isinstance(platform, Mapping):
         return None
     os_name, architecture = str(platform.get("os", "")), str(platform.get("architecture", ""))
     variant = str(platform.get("variant") or {"arm64": "v8", "arm": "v7"}.get(architecture, ""))
@@ -198,13 +213,36 @@ def merge_index(entries: Iterable[Mapping[str, Any]], new: Mapping[str, Any], an
 # ---- registry reads -----------------------------------------------------------------
 
 
-def _manifest_platform(client: RegistryClient, repo: str, manifest: Manifest) -> dict[str, Any] | None:
+def _malformed(client: RegistryClient, repo: str, ref: str, what: str) -> RemoteError:
+    return RemoteError(
+        f"manifest {ref} of {client.registry}/{repo} is malformed ({what}): push that tag again, or check the registry"
+    )
+
+
+def _descriptors(client: RegistryClient, repo: str, ref: str, value: object, what: str) -> list[dict[str, Any]]:
+    """A manifest's list of descriptors (index entries, layers), each an object with a digest."""
+    if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
+        raise _malformed(client, repo, ref, f"its {what} are not a list of objects")
+    for descriptor in value:
+        if not is_digest(descriptor.get("digest")):
+            raise _malformed(client, repo, ref, f"one of its {what} has no sha256 digest")
+    return value
+
+
+def _index_entries(client: RegistryClient, repo: str, ref: str, index: Manifest) -> list[dict[str, Any]]:
+    return _descriptors(client, repo, ref, index.document().get("manifests", []), "manifests")
+
+
+def _manifest_platform(client: RegistryClient, repo: str, ref: str, manifest: Manifest) -> dict[str, Any] | None:
     """The platform a single image manifest's config declares."""
-    config_ref = json.loads(manifest.body).get("config") or {}
-    if not config_ref.get("digest"):
+    config_ref = manifest.document().get("config")
+    if not isinstance(config_ref, dict) or config_ref.get("digest") is None:
         return None
-    config = json.loads(client.get_blob(repo, str(config_ref["digest"])))
-    platform = {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+    (config_ref,) = _descriptors(client, repo, ref, [config_ref], "config")
+    config = json_or_none(client.get_blob(repo, str(config_ref["digest"]), CONFIG_LIMIT))
+    if not isinstance(config, dict):
+        raise _malformed(client, repo, ref, "its config is not a JSON object")
+    platform = {k: config[k] for k in ("architecture", "os", "variant") if isinstance(config.get(k), str) and config[k]}
     return platform or None
 
 
@@ -214,10 +252,10 @@ def _entries_at(client: RegistryClient, repo: str, tag: str) -> tuple[Manifest |
     if found is None:
         return None, []
     if found.media_type in INDEX_TYPES:
-        return found, list(json.loads(found.body).get("manifests") or [])
+        return found, _index_entries(client, repo, tag, found)
     if found.media_type in IMAGE_MANIFEST_TYPES:
         entry: dict[str, Any] = {"mediaType": found.media_type, "digest": found.digest, "size": len(found.body)}
-        platform = _manifest_platform(client, repo, found)
+        platform = _manifest_platform(client, repo, tag, found)
         if platform:
             entry["platform"] = platform
         return found, [entry]
@@ -237,13 +275,13 @@ def _platform_manifest(
         return None
     want = platform_key(platform_of(arch))
     if found.media_type in INDEX_TYPES:
-        for entry in json.loads(found.body).get("manifests") or []:
+        for entry in _index_entries(client, repo, ref, found):
             if platform_key(entry.get("platform")) == want:
                 return client.get_manifest(repo, str(entry["digest"]))
         return None
     if found.media_type not in IMAGE_MANIFEST_TYPES:
         return None
-    if trust_tag or platform_key(_manifest_platform(client, repo, found)) == want:
+    if trust_tag or platform_key(_manifest_platform(client, repo, ref, found)) == want:
         return found
     return None
 
@@ -315,29 +353,46 @@ def pull_wheels(client: RegistryClient, repository: Repository, tag: str, arch: 
     """Download the wheels of ``repository:tag`` for ``arch`` into ``dest``.
 
     Reads the multi-platform tag, else the legacy ``<tag>-<arch>`` tag; None when
-    neither has the platform. Only regular ``*.whl`` files are extracted.
+    neither has the platform. Only regular ``*.whl`` files are extracted. Each layer is
+    streamed to a temporary file (at most ``client.max_layer_bytes``), verified, and
+    unpacked within the same bound; the wheels appear in ``dest`` only when every layer
+    was read, each renamed into place, so a failure or Ctrl-C leaves no part behind.
     """
     repo = repository.path
+    ref = tag
     manifest = _platform_manifest(client, repo, tag, arch, trust_tag=False)
     if manifest is None:
-        manifest = _platform_manifest(client, repo, f"{tag}-{arch.name}", arch, trust_tag=True)
+        ref = f"{tag}-{arch.name}"
+        manifest = _platform_manifest(client, repo, ref, arch, trust_tag=True)
     if manifest is None:
         return None
+    layers = _descriptors(client, repo, ref, manifest.document().get("layers", []), "layers")
+    source = f"{repository}:{tag}"
+    for layer in layers:
+        size = layer.get("size")
+        if isinstance(size, int) and size > client.max_layer_bytes:
+            raise _too_large(source, client.max_layer_bytes)
     dest.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for layer in json.loads(manifest.body).get("layers") or []:
-        blob = client.get_blob(repo, str(layer["digest"]))
-        for path in extract_wheels(blob, dest, source=f"{repository}:{tag}"):
-            written[path.name] = path
-    return sorted(written.values())
+    staging = Path(tempfile.mkdtemp(dir=dest, prefix=".pull-"))
+    try:
+        for layer in layers:
+            with tempfile.TemporaryFile(dir=staging) as blob:
+                client.download_blob(repo, str(layer["digest"]), blob)
+                extract_wheels(blob, staging, source=source, limit=client.max_layer_bytes)
+        written = sorted(staging.glob("*.whl"))
+        for path in written:
+            os.replace(path, dest / path.name)
+        return [dest / path.name for path in written]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _safe_wheel_name(member: tarfile.TarInfo, source: str) -> str | None:
     """The wheel file name of a tar member, None for anything else; raise on path tricks."""
     parts = PurePosixPath(member.name.lstrip("/")).parts
     if ".." in parts:
-        raise WheelTasksError(
-            f"image {source} holds an entry that escapes its folder ({member.name!r}): "
+        raise RemoteError(
+            f"image {source} holds an entry that escapes its folder ({member.name[:200]!r}): "
             "not extracting it; rebuild and push that image"
         )
     if not member.isreg() or not parts or not parts[-1].endswith(".whl"):
@@ -349,20 +404,99 @@ def _safe_wheel_name(member: tarfile.TarInfo, source: str) -> str | None:
     return parts[-1]
 
 
-def extract_wheels(layer: bytes, dest: Path, *, source: str) -> list[Path]:
-    """Write the layer's wheels into ``dest``, each atomically (temp file + rename)."""
+def extract_wheels(layer: bytes | BinaryIO, dest: Path, *, source: str, limit: int | None = None) -> list[Path]:
+    """Write the layer's wheels into ``dest``, each atomically (temp file + rename).
+
+    ``layer`` is a tar (plain, gzip, bzip2 or xz), as bytes or a seekable file; at most
+    ``limit`` bytes of it are unpacked, whatever the compressed size.
+    """
+    stream = io.BytesIO(layer) if isinstance(layer, bytes) else layer
     paths = []
     try:
-        with tarfile.open(fileobj=io.BytesIO(layer), mode="r:*") as tar:
-            for member in tar:
+        with _Unpacked(stream, limit) as unpacked, tarfile.open(fileobj=unpacked, mode="r|") as tar:
+            for count, member in enumerate(tar, 1):
+                if count > MAX_LAYER_ENTRIES:
+                    raise RemoteError(
+                        f"a layer of image {source} holds more than {MAX_LAYER_ENTRIES} entries: "
+                        "not a wheel image; rebuild and push that image"
+                    )
                 name = _safe_wheel_name(member, source)
                 handle = tar.extractfile(member) if name else None
                 if name is None or handle is None:
                     continue
-                paths.append(write_atomic(dest / name, handle.read()))
-    except tarfile.TarError:
-        raise WheelTasksError(f"a layer of image {source} is not a readable tar: rebuild and push that image") from None
+                with atomic_writer(dest / name) as out:
+                    shutil.copyfileobj(handle, out, 1 << 20)
+                paths.append(dest / name)
+    except _LayerTooLarge:
+        raise _too_large(source, limit or 0) from None
+    except (tarfile.TarError, _UnreadableLayer):
+        raise RemoteError(f"a layer of image {source} is not a readable tar: rebuild and push that image") from None
     return paths
+
+
+def _too_large(source: str, limit: int) -> RemoteError:
+    return RemoteError(
+        f"a layer of image {source} is larger than {limit / (1024 * 1024):g} MiB unpacked: not extracting it; "
+        "raise MAX_LAYER_MB if the image is genuine"
+    )
+
+
+class _LayerTooLarge(Exception):
+    pass
+
+
+class _UnreadableLayer(Exception):
+    pass
+
+
+class _Unpacked(io.RawIOBase):
+    """The uncompressed tar stream of a layer, which refuses to give more than ``limit`` bytes.
+
+    tarfile's own ``r:*`` detects the compression too, but cannot bound what it unpacks:
+    a 1 MB gzip layer unpacked to 1 GiB, and a pax header may claim any size. Errors of
+    the decompressors become _UnreadableLayer, so a disk error while writing stays one.
+    """
+
+    def __init__(self, raw: BinaryIO, limit: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.size = 0
+        self._inner = _decompressed(raw)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = len(buffer)
+        if self.limit is not None:
+            want = min(want, self.limit - self.size + 1)  # one byte past the limit tells
+        try:
+            data = self._inner.read(want)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            raise _UnreadableLayer(str(exc)) from None
+        buffer[: len(data)] = data
+        self.size += len(data)
+        if self.limit is not None and self.size > self.limit:
+            raise _LayerTooLarge
+        return len(data)
+
+
+class _Reader(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def _decompressed(raw: BinaryIO) -> _Reader:
+    start = raw.read(6)
+    raw.seek(0)
+    if start.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if start.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if start.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw)
+    if start.startswith(b"\x28\xb5\x2f\xfd"):
+        raise _UnreadableLayer("zstd")  # no zstd in this Python's standard library
+    return raw
 
 
 # ---- check ---------------------------------------------------------------------------

@@ -1,0 +1,399 @@
+"""The registry client and wheel-image pulls under bad registries: deadlines, size and page
+limits, answers of the wrong shape, a token service over plain http, and layers that are
+gzip bombs or not tars. Each fault is one line (RemoteError, or WheelTasksError for what
+the user must fix), never a traceback; a failed pull leaves nothing in its folder.
+
+Faults a real docker-registry can hold (a layer that is a bomb, not a tar, too large; a
+config that is garbage) are pushed to it; the rest come from tests/fault_servers.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import socket
+import tarfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import fault_servers as faults
+from tests.fault_servers import FaultServer
+from tests.fixtures_registry import RegistryServer
+from tests.test_registry import client_for, make_wheel, push_single, settings_for
+from wheeltasks.errors import RemoteError, WheelTasksError
+from wheeltasks.images import LAYER_TAR, canonical_json, extract_wheels, pull_wheels
+from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256_digest
+from wheeltasks.settings import Repository
+from wheeltasks.targets import get_arch
+
+AMD64 = get_arch("amd64")
+MIB = 1024 * 1024
+LATE = 2.5  # seconds: a 1 s deadline plus generous slack for a loaded machine
+REPO = "test/faulty"
+SECRET = "Registry-pw-never-sent"
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    fault = FaultServer()
+    yield fault
+    fault.stop()
+
+
+def fault_client(server: FaultServer, tmp_path: Path, **kwargs: Any) -> RegistryClient:
+    kwargs.setdefault("timeout", 1.0)
+    kwargs.setdefault("backoff", 0.05)
+    return RegistryClient(server.host, docker_config=str(tmp_path / "none.json"), **kwargs)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def failure(fn: Callable[[], Any]) -> tuple[float, WheelTasksError]:
+    started = time.monotonic()
+    with pytest.raises(WheelTasksError) as caught:
+        fn()
+    one_line(caught.value)
+    return time.monotonic() - started, caught.value
+
+
+# ---- the token service ---------------------------------------------------------------------
+
+
+def test_credentials_are_not_sent_to_a_plain_http_realm_off_loopback(
+    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Observes name look-ups (and passes them on): the realm host must never be resolved,
+    # let alone connected to. realm.invalid cannot exist (RFC 2606).
+    looked_up: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def observed(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(host))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", observed)
+    server.route("/v2/", faults.bearer_challenge("http://realm.invalid/token"))
+    client = fault_client(server, tmp_path, username="wheeler", password=SECRET)
+    _, error = failure(lambda: client.tags(REPO))
+    assert type(error) is WheelTasksError and error.exit_code == 2
+    assert str(error) == (
+        f"registry {server.host} wants the credentials sent to its token service realm.invalid over plain http: "
+        "not sending them unencrypted; configure an https token realm on the registry"
+    )
+    assert "realm.invalid" not in looked_up
+    assert all("Authorization" not in seen.headers for seen in server.seen)
+
+
+def test_a_realm_that_is_not_http_is_refused(server: FaultServer, tmp_path: Path) -> None:
+    server.route("/v2/", faults.bearer_challenge("file:///etc/passwd"))
+    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password=SECRET).tags(REPO))
+    assert isinstance(error, RemoteError) and "not an http(s) URL" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"<html>gateway error</html>", "something that is not a JSON object"),
+        (b"[1, 2, 3]", "something that is not a JSON object"),
+        (b'"just a string"', "something that is not a JSON object"),
+        (b"{}", "no usable token"),
+        (b'{"token": 42}', "no usable token"),
+        (b'{"token": ""}', "no usable token"),
+        (b'{"token": "abc\\r\\nX-Injected: 1"}', "no usable token"),
+        (b"[" * 100_000, "something that is not a JSON object"),
+    ],
+    ids=["html", "list", "string", "empty", "number", "blank", "header-injection", "deep-nesting"],
+)
+def test_a_garbage_token_is_one_line(server: FaultServer, tmp_path: Path, body: bytes, said: str) -> None:
+    server.route("/v2/", faults.bearer_challenge(server.url("/token")))
+    server.route("/token", faults.answer(body, "application/json"))
+    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password=SECRET).tags(REPO))
+    assert isinstance(error, RemoteError)
+    assert str(error).startswith(f"the token service of registry {server.host} answered {said}")
+
+
+@pytest.mark.parametrize("expires_in", ['"soon"', "null", "1e999", "-5", '{"a": 1}'])
+def test_an_odd_token_lifetime_is_ignored(server: FaultServer, tmp_path: Path, expires_in: str) -> None:
+    server.route("/token", faults.answer(f'{{"token": "abc.def", "expires_in": {expires_in}}}', "application/json"))
+    server.route("/v2/", faults.bearer_protected(faults.json_answer({"tags": ["a"]}), server.url("/token")))
+    assert fault_client(server, tmp_path).tags(REPO) == ["a"]
+
+
+# ---- tag lists ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'["a", "b"]', b'{"tags": "a"}', b'{"tags": {"a": 1}}', b"\xff\xfe\x00garbage"],
+    ids=["text", "list", "string", "object", "bytes"],
+)
+def test_a_malformed_tag_list_is_one_line(server: FaultServer, tmp_path: Path, body: bytes) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.answer(body, "application/json"))
+    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    assert isinstance(error, RemoteError) and "malformed tag list" in str(error)
+
+
+def test_odd_tags_are_skipped(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a", 1, None, "b"]}))
+    assert fault_client(server, tmp_path).tags(REPO) == ["a", "b"]
+    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"name": REPO, "tags": None}))
+    assert fault_client(server, tmp_path).tags(REPO) == []
+
+
+def test_endless_tag_pages_stop_at_the_page_limit(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.endless_tags())
+    _, error = failure(lambda: fault_client(server, tmp_path, max_tag_pages=50).tags(REPO))
+    assert isinstance(error, RemoteError)
+    assert "sent more than 50 pages of tags for test/faulty (its Link header never ends)" in str(error)
+    assert len(server.requested(f"/v2/{REPO}/tags/list")) == 50
+
+
+def test_the_default_page_limit(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.endless_tags())
+    _, error = failure(lambda: fault_client(server, tmp_path, timeout=60).tags(REPO))
+    assert "more than 1000 pages" in str(error)
+
+
+def test_a_tag_link_back_to_an_earlier_page(server: FaultServer, tmp_path: Path) -> None:
+    link = f'</v2/{REPO}/tags/list?n=1&last=a>; rel="next"'
+    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    assert "leads back to an earlier page" in str(error)
+
+
+def test_a_tag_link_to_another_host_is_not_followed(server: FaultServer, tmp_path: Path) -> None:
+    elsewhere = FaultServer()
+    try:
+        link = f'<{elsewhere.url(f"/v2/{REPO}/tags/list?last=a")}>; rel="next"'
+        server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+        _, error = failure(lambda: fault_client(server, tmp_path, username="u", password=SECRET).tags(REPO))
+        assert "link of test/faulty to another host" in str(error)
+        assert elsewhere.seen == []
+    finally:
+        elsewhere.stop()
+
+
+# ---- deadlines, retries and sizes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["hang", "drip", "drip in the headers"])
+def test_a_stalling_registry_fails_at_the_deadline(server: FaultServer, tmp_path: Path, kind: str) -> None:
+    behaviour = {
+        "hang": faults.hang(server),
+        "drip": faults.drip(server, 0.2, "application/json"),
+        "drip in the headers": faults.drip(server, 0.2, headers_too=True),
+    }[kind]
+    server.route("/v2/", behaviour)
+    seconds, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"registry {server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
+    assert seconds < LATE
+
+
+def test_5xx_is_retried_only_while_the_deadline_allows(server: FaultServer, tmp_path: Path) -> None:
+    server.route("/v2/", faults.status(503, b'{"errors":[{"code":"UNAVAILABLE","message":"down\\nfor a bit"}]}'))
+    client = fault_client(server, tmp_path, tries=100, backoff=0.2)
+    seconds, error = failure(lambda: client.tags(REPO))
+    assert seconds < LATE
+    assert str(error).startswith(f"registry {server.host} answered 503 when trying to list the tags of repository")
+    assert "UNAVAILABLE down for a bit" in str(error)
+
+
+def test_a_long_retry_after_is_not_waited_past_the_deadline(server: FaultServer, tmp_path: Path) -> None:
+    server.route("/v2/", faults.status(429, Retry_After="3600"))
+    seconds, error = failure(lambda: fault_client(server, tmp_path, timeout=2.0).tags(REPO))
+    assert "rate-limits requests" in str(error) and seconds < 1.0
+    assert len(server.seen) == 1
+
+
+def test_a_redirect_loop_is_one_line(server: FaultServer, tmp_path: Path) -> None:
+    server.route("/v2/", faults.redirect(f"/v2/{REPO}/tags/list", 302))
+    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    assert isinstance(error, RemoteError) and "cannot be followed (TooManyRedirects)" in str(error)
+
+
+def test_a_huge_manifest_is_refused(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/manifests/", faults.huge(200 * MIB, content_type=OCI_MANIFEST))
+    seconds, error = failure(lambda: fault_client(server, tmp_path, timeout=10).find_manifest(REPO, "t"))
+    assert "sent more than 4 MiB when trying to read manifest t of test/faulty: stopped reading" in str(error)
+    assert seconds < LATE
+
+
+def test_a_huge_tag_list_is_refused(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.huge(200 * MIB, content_type="application/json"))
+    _, error = failure(lambda: fault_client(server, tmp_path, timeout=10).tags(REPO))
+    assert "sent more than 16 MiB" in str(error)
+
+
+# ---- manifests of the wrong shape ------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("document", "said"),
+    [
+        (b"{not json", "that is not a JSON object"),
+        (b"[1, 2]", "that is not a JSON object"),
+        ({"mediaType": OCI_INDEX, "manifests": "all of them"}, "its manifests are not a list of objects"),
+        ({"mediaType": OCI_INDEX, "manifests": ["x"]}, "its manifests are not a list of objects"),
+        ({"mediaType": OCI_INDEX, "manifests": [{"platform": {"os": "linux", "architecture": "amd64"}}]},
+         "one of its manifests has no sha256 digest"),
+        ({"mediaType": OCI_INDEX, "manifests": [{"digest": "../../../etc/passwd", "platform": {}}]},
+         "one of its manifests has no sha256 digest"),
+        ({"mediaType": OCI_MANIFEST, "config": {"digest": 7}, "layers": []}, "its config has no sha256 digest"),
+        ({"mediaType": OCI_MANIFEST, "layers": {"digest": DIGEST}}, "its layers are not a list of objects"),
+        ({"mediaType": OCI_MANIFEST, "layers": [{"size": 3}]}, "one of its layers has no sha256 digest"),
+    ],
+    ids=["text", "list", "manifests-string", "manifests-of-strings", "entry-without-digest", "entry-path-digest",
+         "config-digest-number", "layers-object", "layer-without-digest"],
+)
+def test_a_malformed_manifest_is_one_line(
+    server: FaultServer, tmp_path: Path, document: bytes | dict[str, Any], said: str
+) -> None:
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    media_type = document.get("mediaType", OCI_MANIFEST) if isinstance(document, dict) else OCI_MANIFEST
+    server.route(f"/v2/{REPO}/manifests/", faults.answer(body, str(media_type)))
+    dest = tmp_path / "pulled"
+    _, error = failure(lambda: pull_wheels(fault_client(server, tmp_path), Repository(server.host, REPO), "t", AMD64, dest))
+    assert isinstance(error, RemoteError)
+    assert said in str(error)
+    assert not dest.exists() or not list(dest.iterdir())
+
+
+# ---- layers (on the real docker-registry) ------------------------------------------------------
+
+
+def gzip_bomb_layer(unpacked: int, good: bytes = b"") -> bytes:
+    """A gzip tar whose one wheel entry is ``unpacked`` zero bytes: tiny compressed."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9, mtime=0) as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
+        if good:
+            info = tarfile.TarInfo("good-1.0-py3-none-any.whl")
+            info.size = len(good)
+            tar.addfile(info, io.BytesIO(good))
+        info = tarfile.TarInfo("bomb-1.0-py3-none-any.whl")
+        info.size = unpacked
+        tar.addfile(info, _Zeros(unpacked))
+    return buffer.getvalue()
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def push_layer(registry: RegistryServer, tmp_path: Path, tag: str, layer: bytes, config: bytes | None = None) -> None:
+    client = client_for(settings_for(registry, tmp_path), tmp_path)
+    if config is None:
+        push_single(client, REPO, tag, layer, {"architecture": "amd64", "os": "linux"})
+        return
+    client.put_blob(REPO, layer)
+    client.put_blob(REPO, config)
+    manifest = canonical_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": LAYER_TAR, "digest": sha256_digest(layer), "size": len(layer)}],
+    })  # fmt: skip
+    client.put_manifest(REPO, tag, OCI_MANIFEST, manifest)
+
+
+def limited_client(registry: RegistryServer, tmp_path: Path, max_layer_bytes: int) -> RegistryClient:
+    return client_for(settings_for(registry, tmp_path), tmp_path, max_layer_bytes=max_layer_bytes, timeout=30.0)
+
+
+@pytest.mark.e2e
+def test_a_gzip_bomb_layer_is_not_unpacked(registry_plain: RegistryServer, tmp_path: Path) -> None:
+    good = make_wheel(tmp_path / "src", "good", "1.0", "musllinux_1_2_x86_64").read_bytes()
+    layer = gzip_bomb_layer(256 * MIB, good)
+    assert len(layer) < MIB // 2
+    push_layer(registry_plain, tmp_path, "bomb", layer)
+    dest = tmp_path / "pulled"
+    tracemalloc.start()
+    try:
+        seconds, error = failure(
+            lambda: pull_wheels(limited_client(registry_plain, tmp_path, 4 * MIB),
+                                Repository(registry_plain.host, REPO), "bomb", AMD64, dest)
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, RemoteError)
+    assert str(error) == (
+        f"a layer of image {registry_plain.host}/{REPO}:bomb is larger than 4 MiB unpacked: not extracting it; "
+        "raise MAX_LAYER_MB if the image is genuine"
+    )
+    assert peak < 32 * MIB and seconds < 10
+    assert list(dest.iterdir()) == []  # not even the good wheel that came first: all or nothing
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "layer", [b"this is not a tar " * 100, b"\x1f\x8b\x08\x00" + b"\x00garbage" * 50, b""],
+    ids=["text", "broken-gzip", "empty"],
+)
+def test_a_layer_that_is_not_a_tar(registry_plain: RegistryServer, tmp_path: Path, layer: bytes) -> None:
+    push_layer(registry_plain, tmp_path, "notatar", layer)
+    dest = tmp_path / "pulled"
+    _, error = failure(
+        lambda: pull_wheels(limited_client(registry_plain, tmp_path, MIB), Repository(registry_plain.host, REPO),
+                            "notatar", AMD64, dest)
+    )
+    assert str(error) == f"a layer of image {registry_plain.host}/{REPO}:notatar is not a readable tar: rebuild and push that image"
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_a_layer_larger_than_the_limit(registry_plain: RegistryServer, tmp_path: Path) -> None:
+    layer = bytes(range(256)) * (8 * 1024)  # 2 MiB, declared as such in the manifest
+    push_layer(registry_plain, tmp_path, "large", layer)
+    client = limited_client(registry_plain, tmp_path, MIB)
+    _, error = failure(lambda: pull_wheels(client, Repository(registry_plain.host, REPO), "large", AMD64, tmp_path / "d"))
+    assert "is larger than 1 MiB unpacked" in str(error)
+    # The download itself stops at the limit, whatever the manifest declares.
+    with (tmp_path / "blob").open("w+b") as sink:
+        _, error = failure(lambda: client.download_blob(REPO, sha256_digest(layer), sink))
+        assert sink.tell() <= MIB + 64 * 1024
+    assert f"sent more than 1 MiB when trying to download blob {sha256_digest(layer)} of {REPO}" in str(error)
+    assert "raise MAX_LAYER_MB" in str(error)
+    _, error = failure(lambda: client.get_blob(REPO, sha256_digest(layer)))
+    assert "sent more than 1 MiB" in str(error)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("config", [b"not json", b"[]"], ids=["text", "list"])
+def test_a_config_that_is_not_json(registry_plain: RegistryServer, tmp_path: Path, config: bytes) -> None:
+    wheel = make_wheel(tmp_path / "src", "good", "1.0", "musllinux_1_2_x86_64")
+    layer = gzip_bomb_layer(0, wheel.read_bytes())
+    push_layer(registry_plain, tmp_path, "badconfig", layer, config)
+    _, error = failure(
+        lambda: pull_wheels(limited_client(registry_plain, tmp_path, MIB), Repository(registry_plain.host, REPO),
+                            "badconfig", AMD64, tmp_path / "d")
+    )
+    assert "its config is not a JSON object" in str(error)
+
+
+def test_extract_wheels_bounds_a_bomb_in_memory(tmp_path: Path) -> None:
+    with pytest.raises(RemoteError, match=r"larger than 1 MiB unpacked"):
+        extract_wheels(gzip_bomb_layer(64 * MIB), tmp_path, source="x", limit=MIB)
+    assert list(tmp_path.iterdir()) == []
