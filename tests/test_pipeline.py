@@ -121,3 +121,31 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
     assert [job["module"] for job in report["jobs"]] == ["wtbroken"]
     assert fine.work.state() is State.BUILT
+
+
+def test_parallel_runner_keeps_dependencies_and_core_first(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    core = job_of(settings, "wtcore")
+    dep = job_of(settings, "wtdep")
+    child = job_of(settings, "wtchild", depends=(dep,))
+    others = [job_of(settings, f"wtother{n}") for n in range(4)]
+    jobs = (core, dep, child, *others)
+    for job in jobs:
+        fake_wheel(job.work.built, f"{job.module}-1.0-cp311-cp311-linux_x86_64.whl")
+    plan = Plan(jobs, core=frozenset({core.key}))
+    report = pipeline.Runner(settings, plan).run(("repair",), width=4)
+    results = {r.job.module: r for r in report.results}
+    assert all(r.outcome == "done" for r in results.values())
+    assert results["wtchild"].started >= results["wtdep"].ended
+    assert all(r.started >= results["wtcore"].ended for name, r in results.items() if name != "wtcore")
+    assert plan.waits_for(child) == (dep, core) and plan.waits_for(core) == ()
+
+
+def test_parallel_run_with_a_failure_skips_dependents_only(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    broken, child, fine, late = plan_with_a_failure(settings)
+    with pytest.raises(WheelTasksError, match=r"2 of 4 job\(s\) did not finish"):
+        pipeline.Runner(settings, Plan((broken, child, fine, late))).run(("repair",), width=3)
+    report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
+    assert {job["module"]: job["result"] for job in report["jobs"]} == {
+        "wtbroken": "failed", "wtchild": "dependency failed", "wtfine": "done", "wtlate": "done"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import console, docker_engine
+from . import console, docker_engine, running
 from .errors import BuildError
 from .files import copy_atomic, private_file, wheels_in
 from .job import Job
@@ -104,16 +104,19 @@ def _run_logged(command: list[str], log_file: Path, job: Job) -> tuple[int, floa
         log.flush()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            while True:
-                try:
-                    code = process.wait(timeout=HEARTBEAT_SECONDS)
-                    break
-                except subprocess.TimeoutExpired:
-                    console.progress(job.target, "build", f"still building after {time.monotonic() - started:.0f} s")
+            with running.process(process):
+                while True:
+                    try:
+                        code = process.wait(timeout=HEARTBEAT_SECONDS)
+                        break
+                    except subprocess.TimeoutExpired:
+                        console.progress(job.target, "build", f"still building after {time.monotonic() - started:.0f} s")
         except BaseException:
             process.kill()
             process.wait()
             raise
+        if running.cancelled.is_set():
+            raise KeyboardInterrupt  # stopped by Ctrl-C in another thread: not a build failure
         elapsed = time.monotonic() - started
         log.write(f"\nwheeltasks: exit {code} after {elapsed:.1f} s\n")
     return code, elapsed

@@ -3,18 +3,96 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+# Output from several job threads: one line at a time, and around the live lines.
+_lock = threading.RLock()
+_live: _Live | None = None
+
+
+def _line(text: str) -> None:
+    with _lock:
+        if _live is not None:
+            _live.clear()
+        print(text, file=sys.stderr, flush=True)
+
 
 def note(message: str) -> None:
-    print(f"wheeltasks: {message}", file=sys.stderr, flush=True)
+    _line(f"wheeltasks: {message}")
 
 
 def progress(job_target: str, step: str, message: str = "") -> None:
-    print(f"[{step}] {job_target}{' ' + message if message else ''}", file=sys.stderr, flush=True)
+    _line(f"[{step}] {job_target}{' ' + message if message else ''}")
+
+
+class _Live:
+    """Lines kept at the bottom of a terminal, redrawn twice a second (ANSI: cursor up, clear)."""
+
+    def __init__(self, source: Callable[[], list[str]]) -> None:
+        self.source = source
+        self.drawn = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.drawn = 0
+
+    def draw(self) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        lines = [line[:width] for line in self.source()]
+        with _lock:
+            self.clear()
+            for line in lines:
+                sys.stderr.write(line + "\n")
+            self.drawn = len(lines)
+            sys.stderr.flush()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.5):
+            self.draw()
+
+
+@contextmanager
+def live(source: Callable[[], list[str]] | None) -> Iterator[None]:
+    """Keep ``source()``'s lines (one per running job) live at the bottom of the terminal."""
+    global _live
+    if source is None:
+        yield
+        return
+    runner = _Live(source)
+    with _lock:
+        _live = runner
+    runner.thread.start()
+    try:
+        yield
+    finally:
+        runner.stop.set()
+        runner.thread.join()
+        with _lock:
+            runner.clear()
+            _live = None
+
+
+def last_line(path: Path, width: int = 200) -> str:
+    """The last non-empty line of a log that is being written (read from its end)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - 4096))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:width] if lines else ""
 
 
 def emit_json(data: Any) -> None:

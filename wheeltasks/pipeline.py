@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import enum
 import json
+import queue
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from . import build as build_step
 from . import console, docker_engine
 from . import export as export_step
 from . import repair as repair_step
+from . import running as running_module
 from .errors import WheelTasksError
 from .files import wheels_in, write_atomic
 from .images import NO_REGISTRY, open_registry, pull_wheels, push_wheels
@@ -82,6 +85,9 @@ class JobResult:
     seconds: float = 0.0
     error: str = ""
     steps: dict[str, float] = field(default_factory=dict)
+    state: str = "waiting"  # the step it is in
+    started: float = 0.0  # monotonic clock
+    ended: float = 0.0
 
     @property
     def failed(self) -> bool:
@@ -98,6 +104,8 @@ class JobResult:
             "result": self.outcome,
             "seconds": round(self.seconds, 2),
             "step_seconds": {k: round(v, 2) for k, v in self.steps.items()},
+            "started": round(self.started, 3),
+            "ended": round(self.ended, 3),
             "log": str(self.log) if self.log else None,
             "error": self.error,
         }
@@ -159,10 +167,12 @@ def print_plan(plan: Plan) -> None:
 class Runner:
     """Runs the steps for each job in plan order; dependencies come first in a plan."""
 
-    def __init__(self, settings: Settings, plan: Plan, json_report: bool = False) -> None:
+    def __init__(self, settings: Settings, plan: Plan, json_report: bool = False, live: bool = False) -> None:
         self.settings = settings
         self.plan = plan
         self.json_report = json_report
+        self.live = live
+        self._lock = threading.Lock()
         self.report = RunReport()
         self._registry: RegistryClient | None = None
         self._results: dict[tuple[object, ...], JobResult] = {}
@@ -277,19 +287,21 @@ class Runner:
 
     def run_job(self, job: Job, steps: Sequence[str], n: int) -> JobResult:
         result = JobResult(job)
-        self._results[job.key] = result
-        self.report.results.append(result)
-        broken = [dep for dep in job.depends if self._results.get(dep.key, JobResult(dep)).failed]
+        with self._lock:
+            self._results[job.key] = result
+            self.report.results.append(result)
+            broken = [dep for dep in job.depends if self._results.get(dep.key, JobResult(dep)).failed]
         if broken:
             result.outcome = "dependency failed"
             result.error = f"depends on {broken[0].target}, which failed"
             console.progress(job.target, "skipped", result.error)
             return result
-        started = time.monotonic()
+        started = result.started = time.monotonic()
         console.progress(job.target, "job", f"{n}/{len(self.plan.jobs)} {job.kind.value}: {' -> '.join(steps)}")
         try:
             for name in steps:
                 step_started = time.monotonic()
+                result.state = name
                 self.step(name)(job, result)
                 result.steps[name] = time.monotonic() - step_started
         except OSError as exc:  # a full disk, a permission: this job fails, the run goes on
@@ -300,25 +312,82 @@ class Runner:
             result.outcome, result.error = "failed", str(exc)
             result.seconds = time.monotonic() - started
             raise
+        finally:
+            result.ended = time.monotonic()
         if result.outcome == "pending":
             result.outcome = "done"
-        self._finished.setdefault(_slot(job), []).append(job)
+        with self._lock:
+            self._finished.setdefault(_slot(job), []).append(job)
         result.seconds = time.monotonic() - started
         console.progress(job.target, "done", f"{job.kind.value} {result.outcome} in {result.seconds:.1f}s")
         return result
 
-    def run(self, steps: Sequence[str]) -> RunReport:
-        first_error: WheelTasksError | None = None
-        for n, job in enumerate(self.plan.jobs, 1):
+    def run(self, steps: Sequence[str], width: int = 1) -> RunReport:
+        """Run every job, up to ``width`` at once; a job starts once those it waits for ended."""
+        errors: list[WheelTasksError] = []
+        pending = list(self.plan.jobs)
+        running: dict[tuple[object, ...], threading.Thread] = {}
+        ended: queue.Queue[tuple[tuple[object, ...], WheelTasksError | None]] = queue.Queue()
+        finished: set[tuple[object, ...]] = set()
+        started = 0
+
+        def work(job: Job, n: int) -> None:
+            error: WheelTasksError | None = None
             try:
                 self.run_job(job, steps, n)
             except WheelTasksError as exc:
                 console.note(f"{job.target} failed: {exc}")
-                first_error = first_error or exc
-                if self.settings.fail_fast:
-                    break
-        self._finish(first_error)
+                error = exc
+            except BaseException as exc:  # Ctrl-C, or a bug: the main thread decides
+                error = WheelTasksError(f"{job.target}: {type(exc).__name__}: {exc}")
+            ended.put((job.key, error))
+
+        with console.live(self._live_lines if self.live else None):
+            try:
+                while pending or running:
+                    stop = bool(errors) and self.settings.fail_fast
+                    for job in [] if stop else list(pending):
+                        if len(running) >= width:
+                            break
+                        if all(dep.key in finished for dep in self.plan.waits_for(job)):
+                            pending.remove(job)
+                            started += 1
+                            thread = threading.Thread(target=work, args=(job, started), daemon=True)
+                            running[job.key] = thread
+                            thread.start()
+                    if stop and not running:
+                        break
+                    if not running:  # nothing can start: only jobs waiting on jobs not in the plan
+                        break
+                    try:
+                        key, error = ended.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    running.pop(key).join()
+                    finished.add(key)
+                    if error is not None:
+                        errors.append(error)
+            except KeyboardInterrupt:
+                # Stop what the workers started, and give them a moment to discard their
+                # staging folders, so nothing half-written stays behind.
+                running_module.stop_all()
+                deadline = time.monotonic() + 1.5
+                for thread in running.values():
+                    thread.join(max(0.0, deadline - time.monotonic()))
+                raise
+        self._finish(errors[0] if errors else None)
         return self.report
+
+    def _live_lines(self) -> list[str]:
+        """One line per running job: its step, time so far and the last line of its log."""
+        now = time.monotonic()
+        lines = []
+        with self._lock:
+            results = [r for r in self.report.results if r.started and not r.ended]
+        for r in results:
+            last = console.last_line(r.job.work.build_log) if r.state == "build" else ""
+            lines.append(f"  {r.state:<13} {now - r.started:6.0f}s  {r.job.target}  {last}")
+        return lines
 
     def _finish(self, first_error: WheelTasksError | None) -> None:
         if len(self.plan.jobs) > 1 or first_error is not None:
@@ -355,10 +424,19 @@ def _slot(job: Job) -> tuple[str, str, object]:
     return (job.python, job.arch.name, job.kind)
 
 
-def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None, *, json_report: bool = False) -> RunReport:
+def run(
+    settings: Settings,
+    plan: Plan,
+    steps: Sequence[str] | None = None,
+    *,
+    json_report: bool = False,
+    live: bool = False,
+) -> RunReport:
     """Run ``steps`` (default: the whole local flow, plus push when DO_PUSH) for every job.
 
-    With ``json_report`` the run's report is printed as JSON on stdout (also when jobs failed).
+    Up to JOBS jobs run at once (default: the engine's CPU count). With ``json_report`` the
+    run's report is printed as JSON on stdout (also when jobs failed); with ``live`` a line
+    per running job is kept up to date on the terminal.
     """
     if steps is None:
         steps = [s for s in FULL_FLOW if s != "push" or settings.do_push]
@@ -367,10 +445,17 @@ def run(settings: Settings, plan: Plan, steps: Sequence[str] | None = None, *, j
     if settings.noop:
         print_noop(settings, plan, steps)
         return RunReport()
-    if "build" in steps and not settings.no_build:
+    builds = "build" in steps and not settings.no_build
+    if builds:
         for arch in dict.fromkeys(job.arch for job in plan.jobs):
             docker_engine.check_build(arch)  # no engine or no QEMU: say so once, before any job
-    return Runner(settings, plan, json_report).run(steps)
+    width = settings.jobs or (_engine_cpus() if builds else 1)
+    return Runner(settings, plan, json_report, live).run(steps, width)
+
+
+def _engine_cpus() -> int:
+    """The build engine's CPU count (which may not be this machine's)."""
+    return max(1, int(docker_engine.client().info().get("NCPU") or 1))
 
 
 def print_noop(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:

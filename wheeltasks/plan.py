@@ -38,6 +38,14 @@ class VersionSource(Protocol):
 class Plan:
     jobs: tuple[Job, ...]
     notes: tuple[str, ...] = ()
+    # Jobs of the core modules (``all``, ``core``): they run before every other job.
+    core: frozenset[tuple[str, str, Kind]] = frozenset()
+
+    def waits_for(self, job: Job) -> tuple[Job, ...]:
+        """The jobs that must finish before ``job`` starts: its dependencies, and the core jobs."""
+        if self.core and job.key not in self.core:
+            return (*job.depends, *(j for j in self.jobs if j.key in self.core))
+        return job.depends
 
 
 @dataclass(frozen=True)
@@ -245,4 +253,9 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both
             depends=depends,
         )
         made[want.key] = jobs.setdefault(job.key, job)
-    return Plan(tuple(jobs.values()), tuple(dict.fromkeys(notes)))
+    core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))
+    return Plan(tuple(jobs.values()), tuple(dict.fromkeys(notes)), core)
+
+
+def _core_names(settings: Settings) -> frozenset[str]:
+    return frozenset(parse_target(text).module for text in settings.core_modules)

@@ -28,7 +28,7 @@ from auditwheel.libc import Libc  # type: ignore[import-untyped]
 from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from . import console, docker_engine
+from . import console, docker_engine, running
 from .errors import BuildError, WheelTasksError
 from .files import newest_zip_time, private_file, wheels_in
 from .job import Job
@@ -272,9 +272,14 @@ def _run_container(
         environment=environment,
     )
     try:
-        container.start()
-        status = container.wait()
-        log.write_bytes(container.logs(stdout=True, stderr=True))
+        with running.container(container):
+            container.start()
+            status = container.wait()
+            log.write_bytes(container.logs(stdout=True, stderr=True))
+    except docker.errors.APIError as exc:
+        if running.cancelled.is_set():
+            raise KeyboardInterrupt from None  # removed by Ctrl-C in another thread
+        raise BuildError(f"the engine could not run the repair container of {job.target}: {_first_line(exc)}") from None
     finally:
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
@@ -295,3 +300,8 @@ def repair(settings: Settings, job: Job, built: list[Path], out: Path) -> list[P
     repaired = wheels_in(out)
     verify(job, repaired)
     return repaired
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__

@@ -12,7 +12,7 @@ import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from invoke.collection import Collection
@@ -160,6 +160,14 @@ def _check(settings: Settings, json: bool = False) -> None:
     check_mod.show_rows(check_mod.check(settings), json)
 
 
+def run_plan(
+    settings: Settings, plan: Plan, steps: Sequence[str] | None = None, json: bool = False
+) -> pipeline.RunReport:
+    # Live lines only on a terminal, and not in CI logs (which keep every line).
+    live = sys.stderr.isatty() and os.environ.get("CI", "").lower() in ("", "0", "false", "no")
+    return pipeline.run(settings, plan, steps, json_report=json, live=live)
+
+
 REPORT_HELP = "print the run's report (every job, its result, time and log) as JSON"
 
 
@@ -176,7 +184,7 @@ def _update(settings: Settings, json: bool = False) -> None:
         if targets:
             # update builds both kinds, as all does
             plan = plan_for(settings, targets, index, both=True)
-            report = pipeline.run(settings, plan).to_json()
+            report = run_plan(settings, plan).to_json()
         else:
             console.note("everything is up to date")
     finally:
@@ -187,43 +195,43 @@ def _update(settings: Settings, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None:
     """Fetch existing wheel images: the target's own and its dependencies'."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("pull-existing",), json_report=json)
+    run_plan(settings, plan_for(settings, targets), ("pull-existing",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _build(settings: Settings, targets: str, json: bool = False) -> None:
     """Build the targets' wheels: pull-existing, build, repair, export (and push with --push)."""
-    pipeline.run(settings, plan_for(settings, targets), json_report=json)
+    run_plan(settings, plan_for(settings, targets), None, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _repair(settings: Settings, targets: str, json: bool = False) -> None:
     """auditwheel-repair (shared kind) and verify what `build` left in the work folder."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("repair",), json_report=json)
+    run_plan(settings, plan_for(settings, targets), ("repair",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _export(settings: Settings, targets: str, json: bool = False) -> None:
     """Copy the repaired wheels into wheels/<arch>/ (atomically; OpenSSL builds only)."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("export",), json_report=json)
+    run_plan(settings, plan_for(settings, targets), ("export",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _push(settings: Settings, targets: str, json: bool = False) -> None:
     """Push the repaired wheels as multi-platform wheel images."""
-    pipeline.run(settings, plan_for(settings, targets), steps=("push",), json_report=json)
+    run_plan(settings, plan_for(settings, targets), ("push",), json)
 
 
 @helps(json=REPORT_HELP)
 def _all(settings: Settings, json: bool = False) -> None:
     """Build every default module (core first) x every default Python x every arch, both kinds."""
-    pipeline.run(settings, plan_for(settings, "all"), json_report=json)
+    run_plan(settings, plan_for(settings, "all"), None, json)
 
 
 @helps(json=REPORT_HELP)
 def _core(settings: Settings, json: bool = False) -> None:
     """Build the core modules x every default Python x every arch, both kinds."""
-    pipeline.run(settings, plan_for(settings, "core"), json_report=json)
+    run_plan(settings, plan_for(settings, "core"), None, json)
 
 
 def _clean_cache(settings: Settings) -> None:
