@@ -188,18 +188,22 @@ def partials(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.endswith((".partial", ".part", ".tmp"))]
 
 
-def test_ctrl_c_during_a_build(tmp_path: Path, builder_template: str, index_server: str, registry_plain: RegistryServer) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_during_a_build(
+    tmp_path: Path, builder_template: str, index_server: str, registry_plain: RegistryServer, jobs: str
+) -> None:
     env = project_env(tmp_path / "p", builder_template, index_server, f"{registry_plain.host}/int", None)
-    # A build that is surely still running when interrupted: a recipe that sleeps.
+    # Builds that are surely still running when interrupted: a recipe that sleeps.
     (tmp_path / "p" / "scripts").mkdir()
     (tmp_path / "p" / "scripts" / "wtzlib.sh").write_text("mod_build() { echo WTSLEEP; sleep 300; }\n")
-    env.update(BUILD_NO_CACHE="1", NO_PULL_WHEELS="1")
-    log = tmp_path / "p" / ".wheeltasks" / "shared" / "wtzlib1.0.0-py3.11" / "amd64" / "build.log"
+    env.update(BUILD_NO_CACHE="1", NO_PULL_WHEELS="1", JOBS=jobs, BUILD_BOTH="1")
+    work = tmp_path / "p" / ".wheeltasks"
+    logs = [work / kind / "wtzlib1.0.0-py3.11" / "amd64" / "build.log" for kind in ("shared", "no-shared")]
+    wanted = logs[: int(jobs)]  # with two at once, both are building when interrupted
     process = start_cli(env, "build", "wtzlib-amd64")
-    took, err = interrupt_when(process, lambda: log.is_file() and "WTSLEEP" in log.read_text())
+    took, err = interrupt_when(process, lambda: all(log.is_file() and "WTSLEEP" in log.read_text() for log in wanted))
     assert_interrupted(took, err, process)
-    work = log.parent
-    assert not (work / "built").exists() and partials(tmp_path / "p") == []
+    assert not list(work.rglob("built")) and partials(tmp_path / "p") == []
     assert not (tmp_path / "p" / "wheels").exists()
     # No buildx client is left behind.
     left = subprocess.run(["pgrep", "-f", f"buildx build.*{work}"], capture_output=True, text=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from . import running
 from .errors import WheelTasksError
 from .files import copy_atomic
 from .job import Job
@@ -48,5 +49,5 @@ def export(settings: Settings, job: Job, wheels: list[Path]) -> list[Path]:
     dest_dir.mkdir(parents=True, exist_ok=True)
     for wheel, dest, same in plan:
         if not same:
-            copy_atomic(wheel, dest)
+            copy_atomic(wheel, dest, running.cancelled)
     return [dest for _, dest, _ in plan]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,10 +42,16 @@ def write_atomic(dest: Path, data: bytes) -> Path:
     return dest
 
 
-def copy_atomic(source: Path, dest: Path) -> Path:
-    """Write ``dest`` as a complete copy of ``source`` or not at all."""
+def copy_atomic(source: Path, dest: Path, cancelled: threading.Event | None = None) -> Path:
+    """Write ``dest`` as a complete copy of ``source`` or not at all.
+
+    ``cancelled`` stops a copy in a worker thread (which Ctrl-C does not reach) between blocks.
+    """
     with atomic_writer(dest) as out, source.open("rb") as src:
-        shutil.copyfileobj(src, out, 1 << 20)
+        for block in iter(lambda: src.read(1 << 20), b""):
+            if cancelled is not None and cancelled.is_set():
+                raise KeyboardInterrupt
+            out.write(block)
     return dest
 
 

@@ -324,6 +324,26 @@ class Runner:
 
     def run(self, steps: Sequence[str], width: int = 1) -> RunReport:
         """Run every job, up to ``width`` at once; a job starts once those it waits for ended."""
+        if width <= 1:
+            return self._run_in_order(steps)
+        return self._run_side_by_side(steps, width)
+
+    def _run_in_order(self, steps: Sequence[str]) -> RunReport:
+        # In this thread: Ctrl-C reaches the step that runs, which cleans up after itself.
+        first_error: WheelTasksError | None = None
+        with console.live(self._live_lines if self.live else None):
+            for n, job in enumerate(self.plan.jobs, 1):
+                try:
+                    self.run_job(job, steps, n)
+                except WheelTasksError as exc:
+                    console.note(f"{job.target} failed: {exc}")
+                    first_error = first_error or exc
+                    if self.settings.fail_fast:
+                        break
+        self._finish(first_error)
+        return self.report
+
+    def _run_side_by_side(self, steps: Sequence[str], width: int) -> RunReport:
         errors: list[WheelTasksError] = []
         pending = list(self.plan.jobs)
         running: dict[tuple[object, ...], threading.Thread] = {}
