@@ -42,6 +42,7 @@ def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> No
         "arch": "amd64",
         "platform": "linux/amd64",
         "kind": "shared",
+        "mode": "native",
         "tag": "wtfix1.1.0-py3.11",
         "repository": "127.0.0.1:5000/me/python-musl-wheels",
         "image": "127.0.0.1:5000/me/python-musl-wheels:wtfix1.1.0-py3.11",
@@ -206,3 +207,25 @@ def test_one_module_one_name(plan: Callable[..., Plan], tmp_path: Path) -> None:
     jobs = plan("wtbulk1-libressl-py3.12-amd64", ssl_modules="").jobs
     assert [j.label for j in jobs] == ["wtfix-libressl", "wtbulk1-libressl"]
     assert jobs[0].recipe.apk == ("libressl-dev",)
+
+
+@pytest.mark.parametrize(
+    ("arch", "machine", "cross", "recipe_cross", "mode"),
+    [
+        ("amd64", "x86_64", "auto", True, "native"),
+        ("i386", "x86_64", "auto", True, "native"),  # 32-bit x86 runs on x86_64 CPUs
+        ("arm64", "x86_64", "auto", True, "cross"),
+        ("armv7", "x86_64", "always", True, "cross"),
+        ("arm64", "x86_64", "never", True, "emulated"),
+        ("arm64", "x86_64", "auto", False, "emulated"),  # mod_cross=no
+        ("armv7", "aarch64", "auto", True, "native"),
+        ("amd64", "aarch64", "auto", True, "cross"),
+    ],
+)
+def test_build_mode(tmp_path: Path, arch: str, machine: str, cross: str, recipe_cross: bool, mode: str) -> None:
+    from wheeltasks.plan import build_mode
+    from wheeltasks.recipes import Recipe
+    from wheeltasks.targets import get_arch
+
+    settings = Settings.load({}, {"HOME": str(tmp_path), "CROSS": cross}, {"project_dir": str(tmp_path)})
+    assert build_mode(settings, get_arch(arch), Recipe(cross=recipe_cross), machine).value == mode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,14 @@ from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, m
 from .workdir import WorkDir
 
 NO_RECIPE = Recipe()
+
+
+class Mode(enum.Enum):
+    """How a job's code is compiled."""
+
+    NATIVE = "native"  # the build platform runs the job's platform itself
+    CROSS = "cross"  # compiled on the build platform for the job's with a cross toolchain
+    EMULATED = "emulated"  # the job's platform emulated (QEMU)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +43,7 @@ class Job:
     work: WorkDir
     recipe: Recipe = NO_RECIPE
     depends: tuple[Job, ...] = ()
+    mode: Mode = Mode.NATIVE
 
     @property
     def label(self) -> str:
@@ -86,6 +96,7 @@ class Job:
             "arch": self.arch.name,
             "platform": self.platform,
             "kind": self.kind.value,
+            "mode": self.mode.value,
             "tag": self.tag,
             "repository": str(self.repository),
             "image": self.image,
@@ -107,6 +118,7 @@ def make_job(
     kind: Kind,
     recipe: Recipe = NO_RECIPE,
     depends: tuple[Job, ...] = (),
+    mode: Mode = Mode.NATIVE,
 ) -> Job:
     tag = image_tag(module, ssl, version, python)
     return Job(
@@ -120,4 +132,5 @@ def make_job(
         work=WorkDir(settings.work_dir / kind.value / tag / arch.name),
         recipe=recipe,
         depends=depends,
+        mode=mode,
     )

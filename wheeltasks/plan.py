@@ -16,10 +16,10 @@ from typing import Protocol
 from packaging.version import Version
 
 from .errors import WheelTasksError
-from .job import Job, make_job
+from .job import Job, Mode, make_job
 from .recipes import Recipe, load_recipe
-from .settings import Kind, Settings, check_python
-from .targets import DEFAULT_SSL, PYALL, SSL, Arch, Target, parse_target, split_targets
+from .settings import Cross, Kind, Settings, check_python
+from .targets import DEFAULT_SSL, PYALL, SSL, Arch, Target, host_machine, parse_target, runs_natively, split_targets
 
 # Special targets given alone that stand for the default sets.
 DEFAULT_SETS = ("all", "core")
@@ -139,6 +139,16 @@ def _pythons(settings: Settings, target: Target) -> tuple[str, ...]:
 DependsOf = Callable[[str, SSL | None], tuple[Target, ...]]
 
 
+def build_mode(settings: Settings, arch: Arch, recipe: Recipe, build_machine: str) -> Mode:
+    """Native where the build platform runs the job's platform itself; otherwise cross-compiled
+    unless CROSS=never or the recipe says mod_cross=no; otherwise emulated."""
+    if runs_natively(arch, build_machine):
+        return Mode.NATIVE
+    if settings.cross is Cross.NEVER or not recipe.cross:
+        return Mode.EMULATED
+    return Mode.CROSS
+
+
 def check_taggable(module: str, version: Version) -> None:
     """A version must fit in a Docker tag and read back the same: no epoch, no local part."""
     if version.epoch or version.local:
@@ -237,10 +247,12 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both
 
     jobs: dict[tuple[object, ...], Job] = {}
     made: dict[tuple[object, ...], Job] = {}
+    build_machine = host_machine()
     for want in wants:  # dependencies come first, so their jobs already exist
         version = version_of(want)
         check_taggable(want.module, version)
         depends = tuple(dict.fromkeys(made[d.key] for d in want.depends))
+        recipe = recipe_of(want.module, want.ssl)
         job = make_job(
             settings,
             module=want.module,
@@ -249,8 +261,9 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both
             python=want.python,
             arch=want.arch,
             kind=want.kind,
-            recipe=recipe_of(want.module, want.ssl),
+            recipe=recipe,
             depends=depends,
+            mode=build_mode(settings, want.arch, recipe, build_machine),
         )
         made[want.key] = jobs.setdefault(job.key, job)
     core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))

@@ -29,6 +29,7 @@ the version.
 from __future__ import annotations
 
 import enum
+import platform as host_platform
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,12 +50,17 @@ DEFAULT_SSL = SSL.OPENSSL
 
 @dataclass(frozen=True)
 class Arch:
-    """A CPU architecture: its name in targets and tags, aliases, Docker platform, machine."""
+    """A CPU architecture: its name in targets and tags, aliases, Docker platform, machine,
+    and how a cross toolchain names it (zig's target and CPU, Rust's target, Alpine's arch)."""
 
     name: str
     aliases: tuple[str, ...]
     platform: str
     machine: str
+    zig_target: str
+    rust_target: str
+    alpine: str
+    zig_cpu: str = ""
 
     @property
     def variant(self) -> str | None:
@@ -67,15 +73,39 @@ class Arch:
 
 
 ARCHES: tuple[Arch, ...] = (
-    Arch("amd64", ("x86_64",), "linux/amd64", "x86_64"),
-    Arch("arm64v8", ("arm64", "aarch64"), "linux/arm64/v8", "aarch64"),
-    Arch("armv7", ("arm", "armv7l"), "linux/arm/v7", "armv7l"),
-    Arch("armv6", ("armhf", "armv6l"), "linux/arm/v6", "armv6l"),
-    Arch("i386", ("386", "i686"), "linux/386", "i686"),
-    Arch("ppc64le", (), "linux/ppc64le", "ppc64le"),
-    Arch("s390x", (), "linux/s390x", "s390x"),
-    Arch("riscv64", (), "linux/riscv64", "riscv64"),
+    Arch("amd64", ("x86_64",), "linux/amd64", "x86_64", "x86_64-linux-musl", "x86_64-unknown-linux-musl", "x86_64"),
+    Arch("arm64v8", ("arm64", "aarch64"), "linux/arm64/v8", "aarch64", "aarch64-linux-musl",
+         "aarch64-unknown-linux-musl", "aarch64"),
+    # Alpine's armv7 is ARMv7-A with VFPv3-D16 and Thumb-2, hard float; its armhf is ARMv6 (the Pi 1's CPU).
+    Arch("armv7", ("arm", "armv7l"), "linux/arm/v7", "armv7l", "arm-linux-musleabihf",
+         "armv7-unknown-linux-musleabihf", "armv7", "generic+v7a+vfp3d16+thumb2"),
+    Arch("armv6", ("armhf", "armv6l"), "linux/arm/v6", "armv6l", "arm-linux-musleabihf",
+         "arm-unknown-linux-musleabihf", "armhf", "arm1176jzf_s"),
+    Arch("i386", ("386", "i686"), "linux/386", "i686", "x86-linux-musl", "i686-unknown-linux-musl", "x86", "i686"),
+    Arch("ppc64le", (), "linux/ppc64le", "ppc64le", "powerpc64le-linux-musl", "powerpc64le-unknown-linux-musl",
+         "ppc64le"),
+    Arch("s390x", (), "linux/s390x", "s390x", "s390x-linux-musl", "s390x-unknown-linux-musl", "s390x"),
+    Arch("riscv64", (), "linux/riscv64", "riscv64", "riscv64-linux-musl", "riscv64gc-unknown-linux-musl", "riscv64"),
 )
+
+# Machines a CPU runs without emulation besides its own (32-bit modes of 64-bit CPUs).
+NATIVE_ALSO: dict[str, frozenset[str]] = {
+    "x86_64": frozenset({"i686"}),
+    "aarch64": frozenset({"armv7l", "armv6l"}),
+}
+
+
+def runs_natively(arch: Arch, machine: str) -> bool:
+    """Whether a ``machine`` (``platform.machine()`` spelling) runs ``arch``'s code itself."""
+    return arch.machine == machine or arch.machine in NATIVE_ALSO.get(machine, frozenset())
+
+
+def host_machine() -> str:
+    """This machine as wheels spell it (``x86_64``, ``aarch64``)."""
+    machine = host_platform.machine()
+    arch = find_arch(machine)
+    return arch.machine if arch is not None else machine
+
 
 _ARCH_LOOKUP = {
     key.lower(): arch
