@@ -1,11 +1,23 @@
-"""The fixture builder images themselves: one multi-platform tag, musl on amd64, arm64 under QEMU."""
+"""The fixture builder images themselves: one multi-platform tag of musl CPython 3.11 builders.
+
+linux/amd64 is compiled natively; linux/arm64/v8 and linux/arm/v7 are cross-compiled with
+zig against their own root's musl and run here under QEMU. All three must look alike to
+the product (same prefix, PATH, Alpine's libc name, a native cc), and the foreign ones
+must also serve as the target root of a cross build.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from packaging.utils import parse_wheel_filename
 
 from tests.fixtures_docker import FIXTURE_PYTHON
 
@@ -16,21 +28,74 @@ INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 
-# Prints the version, the machine and the first libc-specific platform tag pip accepts:
-# musllinux on musl and manylinux on glibc, found from the interpreter's own ELF loader.
-PROBE = (
-    "import platform, sys; from pip._vendor.packaging.tags import sys_tags; "
-    "tag = next(t.platform for t in sys_tags() if not t.platform.startswith('linux_')); "
-    "print(sys.version.split()[0], platform.machine(), tag)"
-)
+
+@dataclass(frozen=True)
+class Builder:
+    platform: str
+    machine: str  # platform.machine() and auditwheel's name
+    alpine: str  # Alpine's arch name: /lib/libc.musl-<alpine>.so.1
+    ldso: str  # musl's: /lib/ld-musl-<ldso>.so.1, /etc/ld-musl-<ldso>.path
+    triple: str  # Debian's musl multiarch folder and CPython's MULTIARCH
 
 
-def _run(client: Any, image: str, platform: str, command: list[str]) -> str:
-    output = client.containers.run(image, command, platform=platform, network_mode="host", remove=True)
+AMD64 = Builder("linux/amd64", "x86_64", "x86_64", "x86_64", "x86_64-linux-musl")
+ARM64 = Builder("linux/arm64/v8", "aarch64", "aarch64", "aarch64", "aarch64-linux-musl")
+ARMV7 = Builder("linux/arm/v7", "armv7l", "armv7", "armhf", "arm-linux-musleabihf")
+BUILDERS = [pytest.param(b, id=b.machine) for b in (AMD64, ARM64, ARMV7)]
+FOREIGN = [pytest.param(b, id=b.machine) for b in (ARM64, ARMV7)]
+
+# What the product relies on, read inside the image. Importing the modules is part of the
+# probe: a missing one fails the container.
+FACTS = r"""
+import glob, json, os, platform, re, subprocess, sys, sysconfig
+import ssl, zlib, ctypes, hashlib, _decimal
+import auditwheel, wheel, setuptools
+from pip._vendor.packaging.tags import sys_tags
+def run(*cmd):
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    return done.stdout + done.stderr
+print(json.dumps({
+    "version": sys.version.split()[0],
+    "machine": platform.machine(),
+    # the first libc-specific tag pip accepts: musllinux on musl, manylinux on glibc
+    "tag": next(t.platform for t in sys_tags() if not t.platform.startswith("linux_")),
+    "executable": os.path.realpath(sys.executable),
+    "path": os.environ["PATH"].split(":"),
+    "libc_links": glob.glob("/lib/libc.musl-*.so.1"),
+    "ld_paths": {p: open(p).read().split() for p in glob.glob("/etc/ld-musl-*.path")},
+    "ldd": run("sh", "-c", "ldd --version 2>&1 || true"),
+    "patchelf": run("patchelf", "--version"),
+    "shared": sysconfig.get_config_var("Py_ENABLE_SHARED"),
+    "cc": sysconfig.get_config_var("CC"),
+    "multiarch": sysconfig.get_config_var("MULTIARCH"),
+    "openssl": ssl.OPENSSL_VERSION,
+    "which": {name: run("sh", "-c", "command -v " + name).strip() for name in ("cc", "gcc", "pip", "python3")},
+}))
+"""
+
+
+def _run(
+    client: Any, images: dict[str, str], platform: str, command: list[str], volumes: dict[str, Any] | None = None
+) -> str:
+    output = client.containers.run(
+        images[platform],
+        command,
+        platform=platform,
+        network_mode="host",
+        remove=True,
+        volumes=volumes or {},
+        environment={"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"},
+    )
     return bytes(output).decode().strip()
 
 
-def test_builder_tag_is_an_index_with_amd64_and_arm64(builder_image: str, fixture_registry: str) -> None:
+def _sh(
+    client: Any, images: dict[str, str], builder: Builder, script: str, volumes: dict[str, Any] | None = None
+) -> str:
+    return _run(client, images, builder.platform, ["/bin/sh", "-c", script], volumes)
+
+
+def _index(builder_image: str, fixture_registry: str) -> dict[str, Any]:
     repository, tag = builder_image.removeprefix(f"{fixture_registry}/").rsplit(":", 1)
     response = requests.get(
         f"http://{fixture_registry}/v2/{repository}/manifests/{tag}",
@@ -38,30 +103,165 @@ def test_builder_tag_is_an_index_with_amd64_and_arm64(builder_image: str, fixtur
         timeout=10,
     )
     response.raise_for_status()
-    index = response.json()
+    index: dict[str, Any] = response.json()
+    return index
+
+
+def _platform(manifest: dict[str, Any]) -> str:
+    p = manifest["platform"]
+    return "/".join(filter(None, (p["os"], p["architecture"], p.get("variant"))))
+
+
+@pytest.fixture(scope="module")
+def images(docker_client: Any, builder_image: str, fixture_registry: str) -> dict[str, str]:
+    """platform -> the builder pinned by digest. The engine keeps one image per tag: the
+    tag fetched for another platform (here or by a parallel session) would replace it."""
+    repository = builder_image.rsplit(":", 1)[0]
+    pinned = {_platform(m): f"{repository}@{m['digest']}" for m in _index(builder_image, fixture_registry)["manifests"]}
+    for reference in pinned.values():
+        docker_client.images.pull(reference)
+    return pinned
+
+
+def test_builder_tag_is_an_index_of_three_platforms(builder_image: str, fixture_registry: str) -> None:
+    index = _index(builder_image, fixture_registry)
     assert index["mediaType"] in INDEX_TYPES
-    platforms = {
-        (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")) for m in index["manifests"]
+    assert {_platform(m) for m in index["manifests"]} == {"linux/amd64", "linux/arm64/v8", "linux/arm/v7"}
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_builder_is_a_musl_python_laid_out_alike(docker_client: Any, images: dict[str, str], builder: Builder) -> None:
+    facts = json.loads(_run(docker_client, images, builder.platform, ["python3", "-c", FACTS]).splitlines()[-1])
+    assert facts["version"].startswith(FIXTURE_PYTHON + ".")
+    assert facts["machine"] == builder.machine
+    assert facts["tag"] == f"musllinux_1_2_{builder.machine}"
+    assert facts["executable"].startswith("/opt/musl/bin/python3")
+    assert facts["path"][0] == "/opt/musl/bin"
+    assert facts["which"] == {
+        "cc": "/opt/musl/bin/cc",
+        "gcc": "/opt/musl/bin/gcc",
+        "pip": "/opt/musl/bin/pip",
+        "python3": "/opt/musl/bin/python3",
     }
-    assert {("linux", "amd64", None), ("linux", "arm64", "v8")} <= platforms
+    # auditwheel reads the musl version through Alpine's libc name, and the libraries to
+    # bundle through the loader's path file; `ldd` is musl's.
+    assert facts["libc_links"] == [f"/lib/libc.musl-{builder.alpine}.so.1"]
+    assert facts["ld_paths"][f"/etc/ld-musl-{builder.ldso}.path"][0] == "/opt/musl/lib"
+    assert "musl libc" in facts["ldd"]
+    patchelf = tuple(int(x) for x in re.findall(r"\d+", facts["patchelf"])[:3])
+    assert patchelf >= (0, 14, 5), facts["patchelf"]  # auditwheel's minimum (Debian 12 has 0.14.3)
+    assert facts["shared"] == 1
+    assert facts["cc"] == "/opt/musl/bin/musl-cc"
+    assert facts["multiarch"] == builder.triple
+    assert facts["openssl"].startswith("OpenSSL 3.")
 
 
-def test_amd64_builder_is_musl_python(docker_client: Any, builder_image: str) -> None:
-    docker_client.images.pull(builder_image, platform="linux/amd64")
-    version, machine, platform_tag = _run(docker_client, builder_image, "linux/amd64", ["python3", "-c", PROBE]).split()
-    assert version.startswith(FIXTURE_PYTHON + ".")
-    assert machine == "x86_64"
-    assert platform_tag == "musllinux_1_2_x86_64", platform_tag
-    # auditwheel reads the musl version through Alpine's libc name; `ldd` is musl's.
-    assert _run(docker_client, builder_image, "linux/amd64", ["ls", "/lib/libc.musl-x86_64.so.1"])
-    assert "musl libc" in _run(docker_client, builder_image, "linux/amd64", ["sh", "-c", "ldd --version 2>&1 || true"])
+@pytest.mark.parametrize("builder", FOREIGN)
+def test_foreign_builder_is_a_target_root(docker_client: Any, images: dict[str, str], builder: Builder) -> None:
+    """What a cross build stage needs from /sysroot: musl's headers and crt files, kernel
+    headers, the prefix's headers, libraries and build description, and no host paths."""
+    needed = [
+        f"/usr/include/{builder.triple}/stdio.h",
+        f"/usr/lib/{builder.triple}/libc.so",
+        "/opt/musl/share/kinclude/linux/version.h",
+        "/opt/musl/share/kinclude/asm/unistd.h",
+        *(f"/opt/musl/share/musl-libc/{f}" for f in ("crt1.o", "crti.o", "crtn.o", "Scrt1.o", "libc.so", "libm.a")),
+        *(f"/opt/musl/include/{h}" for h in ("zlib.h", "ffi.h", "openssl/ssl.h", "python3.11/Python.h")),
+        *(
+            f"/opt/musl/lib/{lib}"
+            for lib in ("libz.so", "libffi.so", "libssl.so", "libcrypto.so", "libpython3.11.so.1.0", "libpython3.so")
+        ),
+        f"/opt/musl/lib/python3.11/_sysconfigdata__linux_{builder.triple}.py",
+    ]
+    script = (
+        f'for f in {" ".join(needed)}; do [ -e "$f" ] || echo "MISSING $f"; done; '
+        "echo SONAME $(readelf -d /opt/musl/share/musl-libc/libc.so | sed -n 's/.*(SONAME).*\\[\\(.*\\)\\]/\\1/p'); "
+        "echo NEEDED $(readelf -d /opt/musl/lib/libpython3.11.so.1.0 | sed -n 's/.*(NEEDED).*\\[\\(libc[^]]*\\)\\]/\\1/p'); "
+        "grep -rlI -e /tmp/mmdebstrap -e /var/cache/wheeltasks /opt/musl/lib/python3.11/_sysconfigdata_* "
+        "/opt/musl/lib/python3.11/config-3.11-*/Makefile /opt/musl/lib/pkgconfig /opt/musl/bin | sed 's/^/HOSTPATH /'; true"
+    )
+    out = _sh(docker_client, images, builder, script).splitlines()
+    assert [line for line in out if line.startswith(("MISSING", "HOSTPATH"))] == []
+    assert f"SONAME libc.musl-{builder.alpine}.so.1" in out
+    assert f"NEEDED libc.musl-{builder.alpine}.so.1" in out
 
 
-def test_arm64_builder_runs_under_qemu(docker_client: Any, builder_image: str) -> None:
-    docker_client.images.pull(builder_image, platform="linux/arm64/v8")
-    version, machine, platform_tag = _run(
-        docker_client, builder_image, "linux/arm64/v8", ["python3", "-c", PROBE]
-    ).split()
-    assert version.startswith(FIXTURE_PYTHON + ".")
-    assert machine == "aarch64"
-    assert platform_tag.startswith(("manylinux_", "musllinux_")) and platform_tag.endswith("_aarch64"), platform_tag
+@pytest.mark.parametrize("builder", FOREIGN)
+def test_every_elf_file_loads_against_the_roots_own_musl(
+    docker_client: Any, images: dict[str, str], builder: Builder
+) -> None:
+    """zig bundles newer musl headers (1.2.5) than Debian 12's musl (1.2.3): musl's loader,
+    run as ldd, relocates each file and names any symbol this libc lacks."""
+    script = r"""
+ldd --version 2>&1 | sed -n 's/^Version /MUSL /p'
+n=0
+for f in $(find /opt/musl -type f \( -name '*.so*' -o -path '/opt/musl/bin/*' \)); do
+    [ "$(head -c4 "$f" | tail -c3)" = ELF ] || continue
+    n=$((n + 1))
+    case $f in
+        */lib/python3*) LD_PRELOAD=/opt/musl/lib/libpython3.11.so.1.0 ldd "$f" ;;
+        *) ldd "$f" ;;
+    esac 2>&1 | grep -e Error -e 'not found' | sed "s|^|BAD $f: |"
+done
+echo "ELF $n"
+"""
+    out = _sh(docker_client, images, builder, script).splitlines()
+    assert "MUSL 1.2.3" in out  # Debian 12's musl, not zig's 1.2.5
+    assert [line for line in out if line.startswith("BAD")] == []
+    count = int(next(line for line in out if line.startswith("ELF ")).split()[1])
+    assert count >= 60, out  # python, libpython, the libraries and every extension module
+
+
+SETUP_PY = """\
+from setuptools import Extension, setup
+setup(name="wtext", version="1.0", ext_modules=[Extension("wtext", ["wtext.c"], libraries=["z"])])
+"""
+WTEXT_C = """\
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <zlib.h>
+static PyObject *crc(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    uLong value = crc32(0L, (const Bytef *)view.buf, (uInt)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(value);
+}
+static PyMethodDef methods[] = {{"crc", crc, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "wtext", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_wtext(void) { return PyModule_Create(&module); }
+"""
+
+
+@pytest.mark.parametrize("builder", FOREIGN)
+def test_c_extension_builds_under_qemu_and_repairs_to_musllinux(
+    docker_client: Any, images: dict[str, str], builder: Builder, tmp_path: Path
+) -> None:
+    """The emulated path of the product: the image's own cc under QEMU, then auditwheel."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "setup.py").write_text(SETUP_PY)
+    (src / "wtext.c").write_text(WTEXT_C)
+    script = (
+        "set -e; cp -r /src /tmp/wtext; cd /tmp/wtext; "
+        "python3 -m pip wheel --no-build-isolation --no-deps --wheel-dir /tmp/built . >/dev/null; "
+        "echo NEEDED $(cd /tmp/wtext && readelf -d build/lib*/wtext*.so | sed -n 's/.*(NEEDED).*\\[\\(.*\\)\\]/\\1/p'); "
+        "python3 -m auditwheel repair --wheel-dir /out /tmp/built/*.whl >/dev/null 2>&1; "
+        "python3 -m pip install -q --no-index /out/*.whl; "
+        'cd /; python3 -c \'import platform, wtext; print("WTEXT", platform.machine(), wtext.crc(b"abc"))\''
+    )
+    lines = _sh(
+        docker_client,
+        images,
+        builder,
+        script,
+        {str(src): {"bind": "/src", "mode": "ro"}, str(out): {"bind": "/out", "mode": "rw"}},
+    ).splitlines()
+    needed = next(line for line in lines if line.startswith("NEEDED")).split()[1:]
+    assert f"libc.musl-{builder.alpine}.so.1" in needed and "libz.so.1" in needed, needed
+    assert f"WTEXT {builder.machine} 891568578" in lines  # zlib.crc32(b"abc")
+    (wheel,) = out.glob("*.whl")
+    assert {t.platform for t in parse_wheel_filename(wheel.name)[3]} == {f"musllinux_1_2_{builder.machine}"}
+    with zipfile.ZipFile(wheel) as zf:
+        assert any(name.startswith("wtext") and name.endswith(".so") for name in zf.namelist())
