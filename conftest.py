@@ -15,9 +15,12 @@ pytest_plugins = [
     "tests.fixtures_index",
     "tests.fixtures_registry",
     "tests.fixtures_docker",
+    "tests.fixtures_engines",
 ]
 
-DOCKER_FIXTURES = frozenset({"docker_client", "fixture_registry", "builder_template", "builder_image"})
+DOCKER_FIXTURES = frozenset({
+    "docker_client", "fixture_registry", "builder_template", "builder_image", "first_engine", "second_engine",
+})
 SERVICE_FIXTURES = frozenset({
     "fixture_dists", "pypiserver_process", "index_server", "make_index_server", "static_index",
     "registry_factory", "registry_plain", "registry_basic", "registry_token", "registry_restartable",
