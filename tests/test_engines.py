@@ -386,9 +386,8 @@ def test_an_unreachable_builder_is_named_in_the_error(dead_context: tuple[str, s
         builder_for("linux/arm64/v8")
     assert "\n" not in str(caught.value)
     assert builder_for("linux/amd64").builder.name != name  # the other platforms still route
-    assert f"  {name} (docker driver): " not in engines.render(engines.discover(), parse_builders(()), Cross.AUTO)
     text = engines.render(engines.discover(), parse_builders(()), Cross.AUTO)
-    assert f"node {name} at {host} (context {name}), error, machine unknown: unreachable: Cannot connect" in text
+    assert f"  {name} (docker driver)\n    node {name} at {host} (context {name}), error, machine unknown: unreachable: Cannot connect" in text
 
 
 def test_an_unreachable_node_of_a_multi_node_builder_is_named(second_engine: TestEngine, tmp_path: Path) -> None:
