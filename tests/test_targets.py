@@ -76,6 +76,9 @@ CASES: list[tuple[str, tuple[str, SSL | None, str | None, str | None, str | None
     # PEP 440 pre-releases and post-releases (epochs cannot be tags: refused)
     ("cffi2.0.0rc1", ("cffi", None, "2.0.0rc1", None, None)),
     ("cffi1.0.post1-py3.12", ("cffi", None, "1.0.post1", "3.12", None)),
+    # a name ending in "py" or an arch word before a version: formatted with "_"
+    ("foo_py3.12", ("foo-py", None, "3.12", None, None)),
+    ("foo-py_3.12", ("foo-py", None, "3.12", None, None)),
     # SSL suffix case and placement
     ("cryptography-OpenSSL", ("cryptography", OPEN, None, None, None)),
     ("cryptography-LIBRESSL-py3.12", ("cryptography", LIBRE, None, "3.12", None)),
@@ -136,7 +139,6 @@ def test_format_is_identity_for_canonical_text(text: str) -> None:
         ("cffi_", "not a valid module name"),
         ("cffi1!2.0", "epoch"),
         ("foo_amd64", "reads as a Python or arch suffix"),
-        ("foo_py3.12", "reads as a Python or arch suffix"),
         ("cffi-pyall_cffi", "reads as a Python or arch suffix"),
         ("foo_libressl", "reads as an SSL suffix"),
         ("cffi==1!2.0-amd64", "epoch"),

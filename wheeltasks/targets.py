@@ -267,7 +267,7 @@ def _check_name_reads_back(raw: str, module: str) -> None:
     would read back as another target from its tag: refuse it rather than mislabel it."""
     segments = module.split("-")
     for segment in segments[1:]:
-        if _PYTHON_RE.fullmatch(segment) or find_arch(segment):
+        if _is_suffix(segment):
             raise WheelTasksError(
                 f"{raw!r}: the module name {module!r} holds {'-' + segment!r}, which reads as a Python or arch "
                 "suffix in tags; wheeltasks cannot build it"
@@ -293,9 +293,15 @@ def module_label(module: str, ssl: SSL | None) -> str:
 def join_version(label: str, version: Version | None) -> str:
     if version is None:
         return label
-    # Written together only where rule 2 of the module docstring reads it back.
-    together = label[-1].isalpha() and _DOTTED_RE.match(str(version))
+    # Written together only where rule 2 of the module docstring reads it back, and where
+    # the last part does not then read as a suffix (``foo-py`` + ``3.12`` is not ``-py3.12``).
+    last = f"{label.rsplit('-', 1)[-1]}{version}"
+    together = label[-1].isalpha() and _DOTTED_RE.match(str(version)) and not _is_suffix(last)
     return f"{label}{'' if together else '_'}{version}"
+
+
+def _is_suffix(segment: str) -> bool:
+    return bool(_PYTHON_RE.fullmatch(segment)) or find_arch(segment) is not None
 
 
 def format_target(target: Target) -> str:
