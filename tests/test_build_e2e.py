@@ -248,7 +248,7 @@ def test_shared_arm64_under_qemu_imports(
     wheel = only(exported, "wtzlib")
     assert wheel.parent == project.root / "wheels-shared" / "arm64v8"
     tags = platform_tags(wheel)
-    assert tags and all(t.endswith("_aarch64") and t.startswith(("manylinux", "musllinux")) for t in tags), tags
+    assert tags == {"musllinux_1_2_aarch64"}, tags  # the arm64 builder is musl, as on amd64
     assert any(m.startswith("wtzlib.libs/libffi") for m in members(wheel)), members(wheel)
     out = run_in_builder(docker_client, builder_template.format(python=PYTHON), "linux/arm64/v8", wheel.parent, IMPORT_WTZLIB)
     assert f"WTIMPORT aarch64 {CRC_ABC}" in out

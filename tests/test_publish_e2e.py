@@ -1,5 +1,5 @@
-"""The whole product on real services: fixture builders in Docker (amd64 musl, arm64 under
-QEMU), the fixture index, and Debian's docker-registry on 127.0.0.1.
+"""The whole product on real services: fixture builders in Docker (musl on amd64, and on
+arm64 under QEMU), the fixture index, and Debian's docker-registry on 127.0.0.1.
 
 `inv all --push` publishes every image of the fixture default set; an immediate second
 run builds and uploads nothing; a consumer Dockerfile installs from a wheel image; a
@@ -111,6 +111,9 @@ def test_all_push_publishes_every_image(
     # The shared amd64 wheel is a musllinux one in wheels/amd64, with libz bundled.
     exported = sorted(p.name for p in (Path(env["WHEELTASKS_PROJECT_DIR"]) / "wheels" / "amd64").glob("*.whl"))
     assert "wtzlib-1.0.0-cp311-cp311-musllinux_1_2_x86_64.whl" in exported
+    # The arm64 builder is musl too: its shared wheel is a musllinux one.
+    exported = sorted(p.name for p in (Path(env["WHEELTASKS_PROJECT_DIR"]) / "wheels" / "arm64v8").glob("*.whl"))
+    assert "wtzlib-1.0.0-cp311-cp311-musllinux_1_2_aarch64.whl" in exported
 
 
 def test_second_run_builds_and_uploads_nothing(
