@@ -125,7 +125,7 @@ def test_index_secret_file_is_private_and_always_removed(tmp_path: Path, monkeyp
         raise KeyboardInterrupt  # the earliest, rudest failure
 
     monkeypatch.setattr(build_step, "_run_logged", failing_run)
-    monkeypatch.setattr(docker_engine, "check_build", lambda arch: None)  # no engine needed to reach the secret
+    monkeypatch.setattr(docker_engine, "check_build", lambda arch, engine=None: None)  # no engine needed for the secret
     with pytest.raises(KeyboardInterrupt):
         build_step.build(settings, job, job.work.staging("built"), [])
     assert seen and not seen[0].exists() and not seen[0].parent.exists()

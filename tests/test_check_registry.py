@@ -76,7 +76,7 @@ def test_update_plans_only_the_outdated_for_every_default_python(
     assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("wt-fix-name0.3.0-py3.")] == [
         "shared", "no-shared", "shared", "no-shared"]
     assert "NOOP: would run pull-existing -> build -> repair -> export" in done.stdout
-    assert done.stdout.count("docker buildx build --platform linux/amd64") == 4
+    assert done.stdout.count("buildx build --builder default --platform linux/amd64") == 4
 
 
 def test_update_target_parses_back_to_the_module_and_version() -> None:

@@ -63,8 +63,9 @@ def recipe_file(job: Job) -> str | None:
 
 def build_command(settings: Settings, job: Job, out: Path, secret: Path | None = None) -> list[str]:
     """The exact ``docker buildx build`` command for a job (printed under NOOP)."""
+    start = job.route.buildx_build() if job.route is not None else ["docker", "buildx", "build"]
     command = [
-        "docker", "buildx", "build",
+        *start,
         "--platform", job.platform,
         "--network", "host",
         "--progress", "plain",
@@ -128,7 +129,7 @@ def build(settings: Settings, job: Job, out: Path, imports: list[Path]) -> list[
     ``imports`` are wheels offered to pip first (dependencies). Anything that is not a
     wheel is dropped from ``out``; a failure raises :class:`BuildError` with the log's tail.
     """
-    docker_engine.check_build(job.arch)
+    docker_engine.check_build(job.arch, job.engine)
     job.work.root.mkdir(parents=True, exist_ok=True)
     prepare_context(job, imports)
     log = job.work.build_log

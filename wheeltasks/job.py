@@ -8,6 +8,8 @@ from typing import Any
 
 from packaging.version import Version
 
+from .docker_engine import Endpoint
+from .engines import Route
 from .recipes import Recipe
 from .settings import Kind, Repository, Settings
 from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, module_label
@@ -44,6 +46,8 @@ class Job:
     recipe: Recipe = NO_RECIPE
     depends: tuple[Job, ...] = ()
     mode: Mode = Mode.NATIVE
+    # The buildx builder, node and engine of the job's platform (None: buildx's default).
+    route: Route | None = None
 
     @property
     def label(self) -> str:
@@ -82,6 +86,11 @@ class Job:
         return self.ssl in (None, SSL.OPENSSL)
 
     @property
+    def engine(self) -> Endpoint | None:
+        """The Docker engine of the job's node (None: the default engine)."""
+        return self.route.engine if self.route is not None else None
+
+    @property
     def key(self) -> tuple[str, str, Kind]:
         """What makes a job unique in a plan: its tag, arch and kind."""
         return (self.tag, self.arch.name, self.kind)
@@ -97,6 +106,7 @@ class Job:
             "platform": self.platform,
             "kind": self.kind.value,
             "mode": self.mode.value,
+            "node": self.route.to_json() if self.route is not None else None,
             "tag": self.tag,
             "repository": str(self.repository),
             "image": self.image,
@@ -119,6 +129,7 @@ def make_job(
     recipe: Recipe = NO_RECIPE,
     depends: tuple[Job, ...] = (),
     mode: Mode = Mode.NATIVE,
+    route: Route | None = None,
 ) -> Job:
     tag = image_tag(module, ssl, version, python)
     return Job(
@@ -133,4 +144,5 @@ def make_job(
         recipe=recipe,
         depends=depends,
         mode=mode,
+        route=route,
     )

@@ -467,15 +467,17 @@ def run(
         return RunReport()
     builds = "build" in steps and not settings.no_build
     if builds:
-        for arch in dict.fromkeys(job.arch for job in plan.jobs):
-            docker_engine.check_build(arch)  # no engine or no QEMU: say so once, before any job
-    width = settings.jobs or (_engine_cpus() if builds else 1)
+        # No engine, buildx or QEMU: say so once, before any job.
+        for arch, engine in dict.fromkeys((job.arch, job.engine) for job in plan.jobs):
+            docker_engine.check_build(arch, engine)
+    width = settings.jobs or (_engine_cpus(plan) if builds else 1)
     return Runner(settings, plan, json_report, live).run(steps, width)
 
 
-def _engine_cpus() -> int:
-    """The build engine's CPU count (which may not be this machine's)."""
-    return max(1, int(docker_engine.client().info().get("NCPU") or 1))
+def _engine_cpus(plan: Plan) -> int:
+    """The CPUs of the engines the jobs build on (which may not be this machine's)."""
+    engines = dict.fromkeys(job.engine for job in plan.jobs)
+    return max(1, sum(docker_engine.engine_cpus(engine) for engine in engines))
 
 
 def print_noop(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:

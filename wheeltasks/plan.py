@@ -15,6 +15,7 @@ from typing import Protocol
 
 from packaging.version import Version
 
+from .engines import Route
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
 from .recipes import Recipe, load_recipe
@@ -149,6 +150,13 @@ def build_mode(settings: Settings, arch: Arch, recipe: Recipe, build_machine: st
     return Mode.CROSS
 
 
+def _mode(settings: Settings, arch: Arch, recipe: Recipe, route: Route | None, host: str) -> Mode:
+    if route is not None and route.native:
+        return Mode.NATIVE  # a node of that platform: neither QEMU nor cross-compilation
+    machine = route.node.machine if route is not None and route.node.machine else host
+    return build_mode(settings, arch, recipe, machine)
+
+
 def check_taggable(module: str, version: Version) -> None:
     """A version must fit in a Docker tag and read back the same: no epoch, no local part."""
     if version.epoch or version.local:
@@ -224,8 +232,18 @@ def _versions(index: VersionSource, wants: Sequence[_Want]) -> dict[tuple[str, s
     return found
 
 
-def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both: bool = False) -> Plan:
-    """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds."""
+def resolve(
+    settings: Settings,
+    texts: Sequence[str],
+    index: VersionSource,
+    both: bool = False,
+    router: Callable[[str], Route] | None = None,
+) -> Plan:
+    """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
+
+    ``router`` gives each platform's builder and node (engines.router); without one, jobs
+    build on buildx's default builder and "native" means this machine's CPU.
+    """
     is_ssl = ssl_modules(settings)
     targets, default_set = parse_targets(settings, texts, is_ssl)
     kinds = (Kind.SHARED, Kind.NO_SHARED) if both or default_set else settings.kinds
@@ -253,6 +271,7 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both
         check_taggable(want.module, version)
         depends = tuple(dict.fromkeys(made[d.key] for d in want.depends))
         recipe = recipe_of(want.module, want.ssl)
+        route = router(want.arch.platform) if router is not None else None
         job = make_job(
             settings,
             module=want.module,
@@ -263,7 +282,8 @@ def resolve(settings: Settings, texts: Sequence[str], index: VersionSource, both
             kind=want.kind,
             recipe=recipe,
             depends=depends,
-            mode=build_mode(settings, want.arch, recipe, build_machine),
+            mode=_mode(settings, want.arch, recipe, route, build_machine),
+            route=route,
         )
         made[want.key] = jobs.setdefault(job.key, job)
     core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))

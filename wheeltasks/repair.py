@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -65,6 +66,8 @@ done
 chown -R "$HOST_UID:$HOST_GID" /out || true
 exit "$status"
 """
+
+_AUDITWHEEL_LOCK = threading.Lock()
 
 # auditwheel has no armv6l: it files 32-bit ARM ELF files under armv7l.
 _AUDITWHEEL_MACHINE = {"armv6l": "armv7l"}
@@ -145,7 +148,9 @@ def abi_problem(job: Job, wheel: Path) -> str | None:
     libc = Libc.MUSL if any(p.startswith("musllinux") for p in tags) else None
     if libc is None and any(p.startswith("manylinux") for p in tags):
         libc = Libc.GLIBC
-    with _auditwheel_warnings() as warnings:
+    # auditwheel unpacks into a temporary folder it chdir()s into, and its warnings go to one
+    # logger: one analysis at a time in this process, whatever the number of job threads.
+    with _AUDITWHEEL_LOCK, _auditwheel_warnings() as warnings:
         try:
             info = analyze_wheel_abi(
                 libc, architecture, wheel, frozenset(), disable_isa_ext_check=True, allow_graft=False
@@ -218,8 +223,8 @@ def source_date_epoch(wheels: list[Path]) -> int:
 
 def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) -> None:
     """``auditwheel repair`` of the wheels (all in one folder) into ``out``."""
-    client = docker_engine.client()
-    docker_engine.check_platform(job.arch)
+    client = docker_engine.client(job.engine)
+    docker_engine.check_platform(job.arch, job.engine)
     image = settings.builder(job.python)
     ensure_image(client, image, job.platform)
     volumes = {

@@ -21,7 +21,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
 from . import check as check_mod
-from . import console, pipeline
+from . import console, engines, pipeline
 from .errors import INTERRUPTED, WheelTasksError
 from .index import IndexClient, clear_cache
 from .plan import Plan, resolve
@@ -55,6 +55,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "push": (*PROJECT, *INDEX, *PLAN, *RUN, *PUSH),
     "all": (*PROJECT, *INDEX, *PLAN, *FLOW),
     "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
+    "engines": (*PROJECT, "builders", "cross", "arches"),
     "clean-cache": (*PROJECT, "cache_dir"),
 }
 
@@ -134,11 +135,28 @@ def value_flags() -> frozenset[str]:
 TARGETS_HELP = "one or more targets: 'a b', a,b (or, with the wheeltasks command, a b c)"
 
 
+def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route] | None:
+    """Each platform's builder and node. Where nothing will be built (resolve, NOOP) a
+    machine without buildx or an engine still plans, on this machine's CPU, with a note."""
+    try:
+        return engines.router(settings)
+    except WheelTasksError as exc:
+        if strict or settings.builders:
+            raise
+        console.note(f"planning without build engines ({exc}); native means this machine's CPU")
+        return None
+
+
 def plan_for(
-    settings: Settings, targets: str | Iterable[str], index: IndexClient | None = None, both: bool = False
+    settings: Settings,
+    targets: str | Iterable[str],
+    index: IndexClient | None = None,
+    both: bool = False,
+    build: bool = True,
 ) -> Plan:
     texts = [targets] if isinstance(targets, str) else list(targets)
-    plan = resolve(settings, texts, index or IndexClient(settings), both=both)
+    router = routes(settings, strict=build and not settings.noop)
+    plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router)
     for message in plan.notes:
         console.note(message)
     return plan
@@ -147,7 +165,7 @@ def plan_for(
 @helps(targets=TARGETS_HELP, json="print the plan as a JSON array")
 def _resolve(settings: Settings, targets: str, json: bool = False) -> None:
     """Show the ordered jobs the targets resolve to (versions from the index)."""
-    plan = plan_for(settings, targets)
+    plan = plan_for(settings, targets, build=False)
     if json:
         console.emit_json([job.to_json() for job in plan.jobs])
     else:
@@ -234,6 +252,13 @@ def _core(settings: Settings, json: bool = False) -> None:
     run_plan(settings, plan_for(settings, "core"), None, json)
 
 
+@helps(json="print the builders, nodes and platforms as one JSON object")
+def _engines(settings: Settings, json: bool = False) -> None:
+    """The buildx builders and nodes, their platforms (native or emulated), whether each answers,
+    and where each platform builds (with QEMU and cross-compilation as the fallbacks)."""
+    print(engines.report(settings, as_json=json))
+
+
 def _clean_cache(settings: Settings) -> None:
     """Drop cached index look-ups (the same as CLEAN_CACHE=1)."""
     removed = clear_cache(settings)
@@ -251,5 +276,6 @@ ns = Collection(
     wheel_task(_push, "push"),
     wheel_task(_all, "all"),
     wheel_task(_core, "core"),
+    wheel_task(_engines, "engines"),
     wheel_task(_clean_cache, "clean-cache"),
 )
