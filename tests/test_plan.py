@@ -43,6 +43,7 @@ def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> No
         "platform": "linux/amd64",
         "kind": "shared",
         "mode": "native",
+        "node": None,  # planned without build engines
         "tag": "wtfix1.1.0-py3.11",
         "repository": "127.0.0.1:5000/me/python-musl-wheels",
         "image": "127.0.0.1:5000/me/python-musl-wheels:wtfix1.1.0-py3.11",
