@@ -21,7 +21,7 @@ import requests
 
 from wheeltasks import index
 from wheeltasks.index import ACCEPT, IndexClient, group_releases, newest_installable, parse_html_page, parse_json_page
-from wheeltasks.plan import newest_python
+from wheeltasks.plan import default_targets, newest_python
 from wheeltasks.settings import Settings
 
 
@@ -30,7 +30,7 @@ def baseline(settings: Settings, modules: list[str], python: str) -> dict[str, s
     with requests.Session() as session:
         session.verify = settings.ca_bundle or True
         for module in modules:
-            response = session.get(f"{settings.pypi_index.rstrip('/')}/{module}/", headers={"Accept": ACCEPT}, timeout=60)
+            response = session.get(f"{index.index_url(settings).rstrip('/')}/{module}/", headers={"Accept": ACCEPT}, timeout=60)
             response.raise_for_status()
             parse = parse_json_page if "json" in response.headers.get("Content-Type", "") else parse_html_page
             found[module] = str(newest_installable(group_releases(parse(module, response.text)), python))
@@ -58,7 +58,9 @@ def main() -> None:
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as cache:
             settings = Settings.load({}, {**env, "WHEELTASKS_CACHE_DIR": cache}, {})
-            modules, python = list(settings.modules), newest_python(settings)
+            # The projects on the index (the default modules without their SSL suffixes).
+            modules = sorted({t.module for t in default_targets(settings, "all")})
+            python = newest_python(settings)
             seconds, expected = timed(baseline, settings, modules, python)
             runs["baseline"].append(seconds)
             seconds, cold = timed(IndexClient(settings).latest_many, modules, python)
