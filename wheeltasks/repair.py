@@ -195,15 +195,22 @@ def image_matches(attrs: dict[str, object], platform: str) -> bool:
     return not variant or not have or have == variant[0]
 
 
-def ensure_image(client: docker.DockerClient, image: str, platform: str) -> None:
-    """The builder for the platform in the engine: the local one if it fits, else pulled."""
+# One tag names one image per engine: jobs of two platforms that pull the same builder tag
+# at once would swap it under each other. Pulling and creating the container from the
+# image's ID, one job at a time, keeps each job on its own platform's image.
+_IMAGE_LOCK = threading.Lock()
+
+
+def ensure_image(client: docker.DockerClient, image: str, platform: str) -> str:
+    """The ID of the builder image for the platform: the local one if it fits, else pulled."""
     try:
-        if image_matches(client.images.get(image).attrs, platform):
-            return
+        local = client.images.get(image)
+        if image_matches(local.attrs, platform):
+            return str(local.id)
     except docker.errors.ImageNotFound:
         pass
     try:
-        client.images.pull(image, platform=platform)
+        return str(client.images.pull(image, platform=platform).id)
     except docker.errors.APIError as exc:
         raise WheelTasksError(
             f"builder image {image} for {platform} is not in the engine and cannot be pulled "
@@ -226,7 +233,6 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
     client = docker_engine.client(job.engine)
     docker_engine.check_platform(job.arch, job.engine)
     image = settings.builder(job.python)
-    ensure_image(client, image, job.platform)
     volumes = {
         str(wheels[0].parent.resolve()): {"bind": "/in", "mode": "ro"},
         str(out.resolve()): {"bind": "/out", "mode": "rw"},
@@ -267,15 +273,17 @@ def _run_container(
     environment: dict[str, str],
     log: Path,
 ) -> int:
-    container = client.containers.create(
-        image,
-        entrypoint=["/bin/sh"],
-        command=["-c", REPAIR_SCRIPT, "repair", *(w.name for w in wheels)],
-        platform=job.platform,
-        network_mode="host",
-        volumes=volumes,
-        environment=environment,
-    )
+    with _IMAGE_LOCK:
+        # By the image's ID, which is of the job's platform (no platform= needed or wanted:
+        # the engine would compare it with the image's, which may lack the arm variant).
+        container = client.containers.create(
+            ensure_image(client, image, job.platform),
+            entrypoint=["/bin/sh"],
+            command=["-c", REPAIR_SCRIPT, "repair", *(w.name for w in wheels)],
+            network_mode="host",
+            volumes=volumes,
+            environment=environment,
+        )
     try:
         with running.container(container):
             container.start()
