@@ -85,7 +85,7 @@ def make_project(root: Path, recipes: Path | None, index: str | None, builder: s
     return Project(root, env)
 
 
-def flow(settings: Settings, job: Job, steps: tuple[str, ...] = ("build", "repair", "export")) -> list[Path]:
+def flow(settings: Settings, job: Job, steps: tuple[str, ...] = ("build", "repair", "import-check", "export")) -> list[Path]:
     """What `inv build` runs for one job (build, repair, export); the exported wheels."""
     pipeline.run(settings, Plan((job,)), steps=steps)
     if settings.noop or "export" not in steps:

@@ -182,7 +182,8 @@ def test_missing_ca_bundle_is_a_user_error(tmp_path: Path) -> None:
 def test_dockerfile_has_no_syntax_line_and_a_scratch_stage() -> None:
     text = build_step.DOCKERFILE.read_text()
     assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
-    assert "\nFROM scratch\n" in text
+    assert "\nFROM scratch AS wheels\n" in text and "\nFROM scratch AS cross-wheels\n" in text
+    assert "--mount=type=bind,from=target,target=/sysroot,rw" in text  # the target root, never run
     assert "--mount=type=secret,id=ca" in text and "--mount=type=secret,id=pipindex" in text
     assert "--mount=type=cache" in text
 
@@ -397,3 +398,27 @@ def test_missing_buildx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, 
 )
 def test_image_matches_platform(attrs: dict[str, object], platform: str, ok: bool) -> None:
     assert repair.image_matches(attrs, platform) is ok
+
+
+def test_import_names(tmp_path: Path) -> None:
+    listed = fake_wheel(tmp_path, "nacl_x-1.0-cp311-cp311-linux_x86_64.whl",
+                        {"nacl/__init__.py": b"", "nacl_x-1.0.dist-info/top_level.txt": b"_sodium\nnacl\n"})
+    assert repair.import_names(listed) == ["nacl"]
+    unlisted = fake_wheel(tmp_path, "m-1.0-cp311-cp311-linux_x86_64.whl",
+                          {"m/__init__.py": b"", "single.py": b"", "_speedups.cpython-311-x86_64-linux-musl.so": b"",
+                           "m.libs/libffi.so.8": b""})
+    assert repair.import_names(unlisted) == ["m", "single"]
+
+
+def test_cross_builds_name_the_toolchain_and_the_cross_stage(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    job = make(settings, arch="armv7")
+    native = build_step.build_command(settings, job, tmp_path / "out")
+    cross = build_step.build_command(settings, job, tmp_path / "out", cross=True)
+    assert option(native, "--target") == ["wheels"] and option(cross, "--target") == ["cross-wheels"]
+    args = dict(a.split("=", 1) for a in option(cross, "--build-arg"))
+    assert (args["ZIG_TARGET"], args["ALPINE_ARCH"], args["MACHINE"]) == ("arm-linux-musleabihf", "armv7", "armv7l")
+    assert "-neon" in args["ZIG_CPU"] and args["RUST_TARGET"] == "armv7-unknown-linux-musleabihf"
+    assert "ZIG_TARGET" not in dict(a.split("=", 1) for a in option(native, "--build-arg"))
+    context = build_step.prepare_context(job, [])
+    assert (context / "lib" / "build.sh").is_file() and (context / "lib" / "toolchain.sh").is_file()

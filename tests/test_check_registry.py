@@ -75,7 +75,7 @@ def test_update_plans_only_the_outdated_for_every_default_python(
     assert planned == ["wt-fix-name0.3.0-py3.11-amd64"] * 2 + ["wt-fix-name0.3.0-py3.12-amd64"] * 2
     assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("wt-fix-name0.3.0-py3.")] == [
         "shared", "no-shared", "shared", "no-shared"]
-    assert "NOOP: would run pull-existing -> build -> repair -> export" in done.stdout
+    assert "NOOP: would run pull-existing -> build -> repair -> import-check -> export" in done.stdout
     assert done.stdout.count("buildx build --builder default --platform linux/amd64") == 4
 
 

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from . import console, docker_engine, running
 from .errors import BuildError
 from .files import copy_atomic, private_file, wheels_in
-from .job import Job
+from .job import Job, Mode
 from .settings import Settings
 from .targets import DEFAULT_SSL
 from .urls import split_credentials
@@ -34,10 +34,22 @@ def has_index_credentials(settings: Settings) -> bool:
     return split_credentials(settings.pypi_index)[1] is not None
 
 
-def build_args(settings: Settings, job: Job) -> dict[str, str]:
+LIB = Path(str(resources.files("wheeltasks") / "data" / "lib"))
+NATIVE_STAGE = "wheels"
+CROSS_STAGE = "cross-wheels"
+
+
+def build_args(settings: Settings, job: Job, cross: bool = False) -> dict[str, str]:
     """The Dockerfile's build args. Never credentials: those go in as a secret."""
     index, _ = split_credentials(settings.pypi_index)
     from_source = settings.no_binary or (job.ssl is not None and job.ssl is not DEFAULT_SSL)
+    toolchain = {
+        "ZIG_TARGET": job.arch.zig_target,
+        "ZIG_CPU": job.arch.zig_cpu,
+        "ALPINE_ARCH": job.arch.alpine,
+        "MACHINE": job.arch.machine,
+        "RUST_TARGET": job.arch.rust_target,
+    } if cross else {}
     return {
         "BUILDER": settings.builder(job.python),
         "PYTHON": job.python,
@@ -52,6 +64,7 @@ def build_args(settings: Settings, job: Job) -> dict[str, str]:
         "APK": " ".join(job.recipe.apk),
         "PIP_INDEX_URL": index,
         "NO_CACHE": "1" if settings.build_no_cache else "",
+        **toolchain,
     }
 
 
@@ -61,19 +74,23 @@ def recipe_file(job: Job) -> str | None:
     return f"{canonicalize_name(path.stem)}.sh" if path else None
 
 
-def build_command(settings: Settings, job: Job, out: Path, secret: Path | None = None) -> list[str]:
-    """The exact ``docker buildx build`` command for a job (printed under NOOP)."""
+def build_command(
+    settings: Settings, job: Job, out: Path, secret: Path | None = None, cross: bool = False
+) -> list[str]:
+    """The exact ``docker buildx build`` command for a job (printed under NOOP); ``cross``
+    builds in the cross stage (the build platform's builder, a zig toolchain)."""
     start = job.route.buildx_build() if job.route is not None else ["docker", "buildx", "build"]
     command = [
         *start,
         "--platform", job.platform,
+        "--target", CROSS_STAGE if cross else NATIVE_STAGE,
         "--network", "host",
         "--progress", "plain",
         "--output", f"type=local,dest={out}",
     ]
     if settings.build_no_cache:
         command.append("--no-cache")
-    for name, value in build_args(settings, job).items():
+    for name, value in build_args(settings, job, cross).items():
         command += ["--build-arg", f"{name}={value}"]
     if settings.ca_bundle:
         command += ["--secret", f"id=ca,src={Path(settings.ca_bundle).expanduser().resolve()}"]
@@ -89,6 +106,7 @@ def prepare_context(job: Job, imports: list[Path]) -> Path:
     shutil.rmtree(context, ignore_errors=True)
     (context / "recipe").mkdir(parents=True)
     (context / "imports").mkdir()
+    shutil.copytree(LIB, context / "lib")
     name = recipe_file(job)
     if job.recipe.path is not None and name is not None:
         shutil.copyfile(job.recipe.path, context / "recipe" / name)
@@ -123,25 +141,27 @@ def _run_logged(command: list[str], log_file: Path, job: Job) -> tuple[int, floa
     return code, elapsed
 
 
-def build(settings: Settings, job: Job, out: Path, imports: list[Path]) -> list[Path]:
+def build(settings: Settings, job: Job, out: Path, imports: list[Path], cross: bool = False) -> list[Path]:
     """Build the job's wheels into ``out`` (an empty staging folder); return them.
 
-    ``imports`` are wheels offered to pip first (dependencies). Anything that is not a
-    wheel is dropped from ``out``; a failure raises :class:`BuildError` with the log's tail.
+    ``imports`` are wheels offered to pip first (dependencies); ``cross`` compiles in the
+    cross stage. Anything that is not a wheel is dropped from ``out``; a failure raises
+    :class:`BuildError` with the log's tail.
     """
     docker_engine.check_build(job.arch, job.engine)
     job.work.root.mkdir(parents=True, exist_ok=True)
     prepare_context(job, imports)
-    log = job.work.build_log
-    console.progress(job.target, "build", f"{job.kind.value} on {job.platform}; log: {log}")
+    log = job.work.cross_log if cross else job.work.build_log
+    how = "cross-compiled" if cross else "native" if job.mode is Mode.NATIVE else "emulated"
+    console.progress(job.target, "build", f"{job.kind.value} on {job.platform} ({how}); log: {log}")
     secret_text = settings.pypi_index if has_index_credentials(settings) else None
     with private_file(secret_text, "pipindex") if secret_text else nullcontext() as secret:
-        code, elapsed = _run_logged(build_command(settings, job, out, secret), log, job)
+        code, elapsed = _run_logged(build_command(settings, job, out, secret, cross), log, job)
     wheels = wheels_in(out)
     if code != 0 or not wheels:
         why = f"exit {code}" if code != 0 else "no wheel in the output"
         raise BuildError(
-            f"build of {job.target} ({job.kind.value}) failed ({why}) after {elapsed:.0f} s; "
+            f"{how} build of {job.target} ({job.kind.value}) failed ({why}) after {elapsed:.0f} s; "
             f"full log: {log}; last lines:\n{console.log_tail(log)}"
         )
     for extra in out.iterdir():

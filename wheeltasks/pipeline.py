@@ -1,4 +1,4 @@
-"""Run a plan's jobs through the steps: pull-existing -> build -> repair -> export -> push.
+"""Run a plan's jobs through the steps: pull-existing -> build -> repair -> import-check -> export -> push.
 
 This module owns the flow: which step runs for a job and when a job is reused,
 skipped or failed. The rules, in one place:
@@ -37,17 +37,17 @@ from . import console, docker_engine
 from . import export as export_step
 from . import repair as repair_step
 from . import running as running_module
-from .errors import WheelTasksError
+from .errors import BuildError, WheelTasksError
 from .files import wheels_in, write_atomic
 from .images import NO_REGISTRY, open_registry, pull_wheels, push_wheels
 from .index import index_url
-from .job import Job
+from .job import Job, Mode
 from .plan import Plan
 from .registry import RegistryClient
-from .settings import Settings
+from .settings import Cross, Settings
 from .workdir import State
 
-FULL_FLOW = ("pull-existing", "build", "repair", "export", "push")
+FULL_FLOW = ("pull-existing", "build", "repair", "import-check", "export", "push")
 REPORT_FILE = "run-report.json"
 
 
@@ -86,6 +86,8 @@ class JobResult:
     error: str = ""
     steps: dict[str, float] = field(default_factory=dict)
     state: str = "waiting"  # the step it is in
+    mode: str = ""  # how it was built: native, cross or emulated (empty: not built)
+    fell_back: str = ""  # why a cross build was redone emulated (CROSS=auto), with its log's tail
     started: float = 0.0  # monotonic clock
     ended: float = 0.0
 
@@ -102,6 +104,8 @@ class JobResult:
         return {
             **self.job.to_json(),
             "result": self.outcome,
+            "built_as": self.mode or None,
+            "fell_back": self.fell_back or None,
             "seconds": round(self.seconds, 2),
             "step_seconds": {k: round(v, 2) for k, v in self.steps.items()},
             "started": round(self.started, 3),
@@ -136,6 +140,10 @@ class RunReport:
     def failures(self) -> list[JobResult]:
         return [r for r in self.results if r.failed]
 
+    @property
+    def fell_back(self) -> list[JobResult]:
+        return [r for r in self.results if r.fell_back]
+
     def summary(self) -> str:
         failed = len(self.with_outcome("failed"))
         skipped = len(self.with_outcome("dependency failed"))
@@ -144,6 +152,7 @@ class RunReport:
             f"exported {self.exported} wheel(s), uploaded {self.blobs_uploaded} blob(s) "
             f"({self.bytes_uploaded} bytes) and {self.manifests_written} manifest(s)"
             + (f"; {failed} failed, {skipped} skipped for a failed dependency" if failed or skipped else "")
+            + (f"; {len(self.fell_back)} cross build(s) fell back to emulation" if self.fell_back else "")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -225,14 +234,27 @@ class Runner:
         else:
             for earlier in (*job.depends, *self._finished.get(_slot(job), ())):
                 job.work.offer_imports(self._result_of(earlier))
-            staging = job.work.staging("built")
+            cross = job.mode is Mode.CROSS
+            result.mode = job.mode.value
             try:
-                build_step.build(self.settings, job, staging, wheels_in(job.work.imports))
-            except BaseException:
-                job.work.discard(staging)
-                raise
-            job.work.accept("built", staging)
+                self._build(job, cross)
+            except BuildError as exc:
+                if not cross or self.settings.cross is Cross.ALWAYS:
+                    raise
+                # CROSS=auto: what cannot be cross-compiled is built on the target platform.
+                result.mode, result.fell_back = Mode.EMULATED.value, str(exc)
+                console.progress(job.target, "build", "the cross build failed: building it emulated (CROSS=auto)")
+                self._build(job, cross=False)
         result.outcome = decision.value
+
+    def _build(self, job: Job, cross: bool) -> None:
+        staging = job.work.staging("built")
+        try:
+            build_step.build(self.settings, job, staging, wheels_in(job.work.imports), cross)
+        except BaseException:
+            job.work.discard(staging)
+            raise
+        job.work.accept("built", staging)
 
     def repair(self, job: Job, result: JobResult) -> None:
         state = job.work.state()
@@ -248,6 +270,13 @@ class Runner:
             job.work.discard(staging)
             raise
         job.work.accept("repaired", staging)
+
+    def import_check(self, job: Job, result: JobResult) -> None:
+        """Install and import what this run built, on the job's platform (reused wheels were
+        checked when they were built)."""
+        if job.work.state() is not State.REPAIRED or result.outcome != BuildDecision.BUILD.value:
+            return
+        repair_step.import_check(self.settings, job, job.work.result_wheels())
 
     def export(self, job: Job, result: JobResult) -> None:
         if not job.exports:
@@ -281,6 +310,7 @@ class Runner:
             "pull-existing": self.pull_existing,
             "build": self.build,
             "repair": self.repair,
+            "import-check": self.import_check,
             "export": self.export,
             "push": self.push,
         }[name]
@@ -431,13 +461,21 @@ class Runner:
 
 def show_results(report: RunReport) -> None:
     console.table(
-        ("job", "kind", "result", "time", "log"),
+        ("job", "kind", "result", "built as", "time", "log"),
         [
-            (r.job.target, r.job.kind.value, r.outcome, f"{r.seconds:.1f}s", r.log or "-")
+            (r.job.target, r.job.kind.value, r.outcome, _built_as(r), f"{r.seconds:.1f}s", r.log or "-")
             for r in report.results
         ],
         stream=sys.stderr,
     )
+    for r in report.fell_back:
+        console.note(f"{r.job.target}: cross build fell back to emulation; its log: {r.job.work.cross_log}")
+
+
+def _built_as(result: JobResult) -> str:
+    if not result.mode:
+        return "-"
+    return f"{result.mode} (cross failed)" if result.fell_back else result.mode
 
 
 def _slot(job: Job) -> tuple[str, str, object]:
@@ -485,4 +523,5 @@ def print_noop(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:
     print(f"\nNOOP: would run {' -> '.join(steps)} for {len(plan.jobs)} job(s); commands:")
     for job in plan.jobs:
         if "build" in steps and not settings.no_build:
-            print(shlex.join(build_step.build_command(settings, job, job.work.root / "built.partial")))
+            out = job.work.root / "built.partial"
+            print(shlex.join(build_step.build_command(settings, job, out, cross=job.mode is Mode.CROSS)))

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,7 +28,7 @@ from auditwheel.architecture import Architecture  # type: ignore[import-untyped]
 from auditwheel.error import AuditwheelError, NonPlatformWheelError  # type: ignore[import-untyped]
 from auditwheel.libc import Libc  # type: ignore[import-untyped]
 from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from . import console, docker_engine, running
 from .errors import BuildError, WheelTasksError
@@ -68,6 +69,23 @@ exit "$status"
 """
 
 _AUDITWHEEL_LOCK = threading.Lock()
+
+# Run in the builder as ``sh -c SCRIPT check <requirement> <import names...>``: install the
+# job's wheels (nothing from the index) and import the module, on the target platform.
+IMPORT_SCRIPT = r"""
+set -e
+if [ -n "$APK" ] && command -v apk >/dev/null 2>&1; then
+    # No-shared wheels link the system's libraries: the builder gets them as the build did.
+    if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi
+    apk add --no-cache -q $APK
+fi
+requirement=$1
+shift
+python3 -m pip install --quiet --no-index --find-links /in --target /tmp/smoke "$requirement"
+for name in "$@"; do
+    PYTHONPATH=/tmp/smoke python3 -c "import $name" && echo "wheeltasks: import $name: ok"
+done
+"""
 
 # auditwheel has no armv6l: it files 32-bit ARM ELF files under armv7l.
 _AUDITWHEEL_MACHINE = {"armv6l": "armv7l"}
@@ -257,7 +275,8 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
     with private_file(secret_text, "pipindex") if secret_text else nullcontext() as secret:
         if secret is not None:
             volumes[str(secret)] = {"bind": "/run/secrets/pipindex", "mode": "ro"}
-        code = _run_container(client, image, job, wheels, volumes, environment, log)
+        command = ["-c", REPAIR_SCRIPT, "repair", *(w.name for w in wheels)]
+        code = _run_container(client, image, job, command, volumes, environment, log)
     if code != 0:
         raise BuildError(
             f"auditwheel repair of {job.target} failed (exit {code}); full log: {log}; last lines:\n{console.log_tail(log)}"
@@ -268,18 +287,19 @@ def _run_container(
     client: docker.DockerClient,
     image: str,
     job: Job,
-    wheels: list[Path],
+    command: list[str],
     volumes: dict[str, dict[str, str]],
     environment: dict[str, str],
     log: Path,
 ) -> int:
+    """``/bin/sh command...`` in a container of the job's builder image on its platform."""
     with _IMAGE_LOCK:
         # By the image's ID, which is of the job's platform (no platform= needed or wanted:
         # the engine would compare it with the image's, which may lack the arm variant).
         container = client.containers.create(
             ensure_image(client, image, job.platform),
             entrypoint=["/bin/sh"],
-            command=["-c", REPAIR_SCRIPT, "repair", *(w.name for w in wheels)],
+            command=command,
             network_mode="host",
             volumes=volumes,
             environment=environment,
@@ -292,7 +312,7 @@ def _run_container(
     except docker.errors.APIError as exc:
         if running.cancelled.is_set():
             raise KeyboardInterrupt from None  # removed by Ctrl-C in another thread
-        raise BuildError(f"the engine could not run the repair container of {job.target}: {_first_line(exc)}") from None
+        raise BuildError(f"the engine could not run a container of {job.target}: {_first_line(exc)}") from None
     finally:
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
@@ -318,3 +338,51 @@ def repair(settings: Settings, job: Job, built: list[Path], out: Path) -> list[P
 def _first_line(value: object) -> str:
     text = str(value).strip()
     return text.splitlines()[0] if text else type(value).__name__
+
+
+def import_names(wheel: Path) -> list[str]:
+    """The top-level names a wheel installs: its ``top_level.txt``, else its files' first parts."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        listed = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+        if listed:
+            text = archive.read(listed[0]).decode("utf-8", errors="replace")
+            tops = [line.strip() for line in text.splitlines()]
+        else:
+            tops = [n.split("/", 1)[0] for n in names]
+    found: list[str] = []
+    for top in tops:
+        base = top.split(".", 1)[0] if top.endswith((".py", ".so")) else top
+        if base.isidentifier() and not base.startswith("_") and base not in found:
+            found.append(base)
+    return found
+
+
+def import_check(settings: Settings, job: Job, wheels: list[Path]) -> None:
+    """Install the job's wheels in its builder on its platform (from them only) and import
+    the module: a wheel that builds but cannot load (a missing library, a libc symbol the
+    target lacks, the wrong machine) fails here, not in a user's image."""
+    own = [w for w in wheels if canonicalize_name(parse_wheel_filename(w.name)[0]) == job.module]
+    if not own:
+        raise BuildError(f"{job.target}: no wheel of {job.module} among {', '.join(w.name for w in wheels)}")
+    names = import_names(own[0])
+    if not names:
+        return  # nothing importable (a wheel of data or scripts)
+    client = docker_engine.client(job.engine)
+    volumes = {str(own[0].parent.resolve()): {"bind": "/in", "mode": "ro"}}
+    if settings.ca_bundle:
+        volumes[str(Path(settings.ca_bundle).expanduser().resolve())] = {"bind": "/run/secrets/ca", "mode": "ro"}
+    environment = {
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_ROOT_USER_ACTION": "ignore",
+        "APK": " ".join(job.recipe.apk) if job.kind is Kind.NO_SHARED else "",
+    }
+    log = job.work.check_log
+    console.progress(job.target, "import-check", f"import {', '.join(names)} on {job.platform}")
+    command = ["-c", IMPORT_SCRIPT, "check", f"{job.module}=={job.version}", *names]
+    code = _run_container(client, settings.builder(job.python), job, command, volumes, environment, log)
+    if code != 0:
+        raise BuildError(
+            f"the wheel of {job.target} does not import on {job.platform} (exit {code}); full log: {log}; "
+            f"last lines:\n{console.log_tail(log)}"
+        )

@@ -60,7 +60,7 @@ class Arch:
     zig_target: str
     rust_target: str
     alpine: str
-    zig_cpu: str = ""
+    zig_cpu: str = ""  # zig cc flags choosing the CPU, where zig's default for the triple is wrong
 
     @property
     def variant(self) -> str | None:
@@ -76,12 +76,14 @@ ARCHES: tuple[Arch, ...] = (
     Arch("amd64", ("x86_64",), "linux/amd64", "x86_64", "x86_64-linux-musl", "x86_64-unknown-linux-musl", "x86_64"),
     Arch("arm64v8", ("arm64", "aarch64"), "linux/arm64/v8", "aarch64", "aarch64-linux-musl",
          "aarch64-unknown-linux-musl", "aarch64"),
-    # Alpine's armv7 is ARMv7-A with VFPv3-D16 and Thumb-2, hard float; its armhf is ARMv6 (the Pi 1's CPU).
+    # zig's 32-bit ARM baseline is ARMv7-A with NEON and 32 FP registers; Alpine's armv7 has
+    # neither (VFPv3-D16), and its armhf is an ARMv6 (the first Raspberry Pi's CPU).
     Arch("armv7", ("arm", "armv7l"), "linux/arm/v7", "armv7l", "arm-linux-musleabihf",
-         "armv7-unknown-linux-musleabihf", "armv7", "generic+v7a+vfp3d16+thumb2"),
+         "armv7-unknown-linux-musleabihf", "armv7",
+         "-Xclang -target-feature -Xclang -neon -Xclang -target-feature -Xclang -d32"),
     Arch("armv6", ("armhf", "armv6l"), "linux/arm/v6", "armv6l", "arm-linux-musleabihf",
-         "arm-unknown-linux-musleabihf", "armhf", "arm1176jzf_s"),
-    Arch("i386", ("386", "i686"), "linux/386", "i686", "x86-linux-musl", "i686-unknown-linux-musl", "x86", "i686"),
+         "arm-unknown-linux-musleabihf", "armhf", "-mcpu=arm1176jzf_s"),
+    Arch("i386", ("386", "i686"), "linux/386", "i686", "x86-linux-musl", "i686-unknown-linux-musl", "x86", "-mcpu=i686"),
     Arch("ppc64le", (), "linux/ppc64le", "ppc64le", "powerpc64le-linux-musl", "powerpc64le-unknown-linux-musl",
          "ppc64le"),
     Arch("s390x", (), "linux/s390x", "s390x", "s390x-linux-musl", "s390x-unknown-linux-musl", "s390x"),

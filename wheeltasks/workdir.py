@@ -71,8 +71,17 @@ class WorkDir:
         return self.root / "build.log"
 
     @property
+    def cross_log(self) -> Path:
+        """The log of a cross build (kept beside build.log when an emulated build followed)."""
+        return self.root / "build-cross.log"
+
+    @property
     def repair_log(self) -> Path:
         return self.root / "repair.log"
+
+    @property
+    def check_log(self) -> Path:
+        return self.root / "check.log"
 
     def staging(self, name: str) -> Path:
         """A fresh, empty ``<name>.partial`` folder for a step's output."""
