@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -228,6 +229,19 @@ def test_the_reason_is_named(server: FaultServer, index_settings: MakeSettings, 
     server.route("/simple/", _faulty(server, kind))
     with pytest.raises(RemoteError, match=reason):
         IndexClient(index_settings(server.url("/simple/"), **QUICK)).latest("wtfault", None)
+
+
+def test_a_huge_page_is_not_held_in_memory(server: FaultServer, index_settings: MakeSettings) -> None:
+    server.route("/simple/", faults.huge(200 * 1024 * 1024, "wtfault"))
+    client = IndexClient(index_settings(server.url("/simple/"), remote_timeout=30.0, max_index_page_mb=4))
+    tracemalloc.start()
+    try:
+        _, error = timed(lambda: client.latest("wtfault", None))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, RemoteError) and "larger than 4 MiB" in str(error)
+    assert peak < 16 * 1024 * 1024  # the 200 MB page took 4.6 GB before
 
 
 def test_odd_entries_in_a_json_page_are_skipped(server: FaultServer, index_settings: MakeSettings) -> None:

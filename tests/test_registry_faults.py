@@ -183,6 +183,20 @@ def test_a_tag_link_to_another_host_is_not_followed(server: FaultServer, tmp_pat
         elsewhere.stop()
 
 
+def test_an_upload_location_elsewhere_gets_no_credentials(server: FaultServer, tmp_path: Path) -> None:
+    storage = FaultServer()
+    try:
+        storage.route("/upload", faults.status(201))
+        uploads = faults.status(202, Location=storage.url("/upload?signed=1"))
+        server.route("/v2/", faults.basic_auth_required("u", SECRET, faults.status(404)))
+        server.route(f"/v2/{REPO}/blobs/uploads/", faults.basic_auth_required("u", SECRET, uploads))
+        assert fault_client(server, tmp_path, username="u", password=SECRET).put_blob(REPO, b"data") is True
+        assert [s.method for s in storage.seen] == ["PUT"]
+        assert "Authorization" not in storage.seen[0].headers
+    finally:
+        storage.stop()
+
+
 # ---- deadlines, retries and sizes ----------------------------------------------------------
 
 

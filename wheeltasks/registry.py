@@ -369,9 +369,12 @@ class RegistryClient:
             )
         return [t for t in tags if isinstance(t, str)]
 
+    def _on_registry(self, url: str) -> bool:
+        return urlsplit(url)[:2] == urlsplit(self.base_url)[:2]
+
     def _same_origin(self, url: str, repo: str) -> str:
         """A URL the registry sent (a next page) must stay on the registry: credentials go with it."""
-        if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
+        if not self._on_registry(url):
             raise RemoteError(
                 f"registry {self.registry} sent a tag page link of {repo} to another host: not following it "
                 "with the credentials; report it to the registry's operators"
@@ -516,7 +519,9 @@ class RegistryClient:
         while True:
             attempt += 1
             try:
-                auth = self._auth_header(repo, actions, deadline)
+                # A URL the registry sent (an upload location) may be elsewhere, e.g. signed
+                # storage: credentials and tokens go only to the registry itself.
+                auth = self._auth_header(repo, actions, deadline) if self._on_registry(url) else ""
                 answer = self._exchange(method, url, deadline, params, data, headers, auth, limit, sink)
             except _Unreachable as exc:
                 if attempt >= self.tries or not self._pause(self.backoff * 2 ** (attempt - 1), deadline):
