@@ -285,6 +285,12 @@ def test_a_malformed_manifest_is_one_line(
     assert not dest.exists() or not list(dest.iterdir())
 
 
+def test_an_index_with_null_manifests_has_no_platform(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/manifests/", faults.json_answer({"mediaType": OCI_INDEX, "manifests": None}, OCI_INDEX))
+    client = fault_client(server, tmp_path)
+    assert pull_wheels(client, Repository(server.host, REPO), "t", AMD64, tmp_path / "d") is None
+
+
 # ---- layers (on the real docker-registry) ------------------------------------------------------
 
 

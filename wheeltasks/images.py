@@ -220,7 +220,9 @@ def _malformed(client: RegistryClient, repo: str, ref: str, what: str) -> Remote
 
 
 def _descriptors(client: RegistryClient, repo: str, ref: str, value: object, what: str) -> list[dict[str, Any]]:
-    """A manifest's list of descriptors (index entries, layers), each an object with a digest."""
+    """A manifest's list of descriptors (index entries, layers), each an object with a digest;
+    a missing or null list is an empty one."""
+    value = [] if value is None else value
     if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
         raise _malformed(client, repo, ref, f"its {what} are not a list of objects")
     for descriptor in value:
@@ -230,7 +232,7 @@ def _descriptors(client: RegistryClient, repo: str, ref: str, value: object, wha
 
 
 def _index_entries(client: RegistryClient, repo: str, ref: str, index: Manifest) -> list[dict[str, Any]]:
-    return _descriptors(client, repo, ref, index.document().get("manifests", []), "manifests")
+    return _descriptors(client, repo, ref, index.document().get("manifests"), "manifests")
 
 
 def _manifest_platform(client: RegistryClient, repo: str, ref: str, manifest: Manifest) -> dict[str, Any] | None:
@@ -366,7 +368,7 @@ def pull_wheels(client: RegistryClient, repository: Repository, tag: str, arch: 
         manifest = _platform_manifest(client, repo, ref, arch, trust_tag=True)
     if manifest is None:
         return None
-    layers = _descriptors(client, repo, ref, manifest.document().get("layers", []), "layers")
+    layers = _descriptors(client, repo, ref, manifest.document().get("layers"), "layers")
     source = f"{repository}:{tag}"
     for layer in layers:
         size = layer.get("size")
