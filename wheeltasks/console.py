@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import threading
@@ -25,6 +26,23 @@ def _line(text: str) -> None:
 
 def note(message: str) -> None:
     _line(f"wheeltasks: {message}")
+
+
+class _NoteHandler(logging.Handler):
+    """The project's log warnings as notes: one ``wheeltasks: warning: ...`` line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        note(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def show_warnings() -> None:
+    """Print the ``wheeltasks.*`` loggers' warnings as notes (once per process)."""
+    logger = logging.getLogger("wheeltasks")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        handler = _NoteHandler(logging.WARNING)
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
 
 
 def progress(job_target: str, step: str, message: str = "") -> None:

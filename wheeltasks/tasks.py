@@ -87,6 +87,7 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
     def body(c: Context, **kwargs: Any) -> Any:
         # A switch flag can only turn its setting on: invoke cannot tell "absent" from "off".
         flags = {by_flag[k].field: kwargs.pop(k) or None for k in list(kwargs) if k in by_flag}
+        console.show_warnings()
         try:
             return func(load_settings(c, flags), **kwargs)
         except WheelTasksError as exc:
