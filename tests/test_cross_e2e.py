@@ -1,0 +1,173 @@
+"""Cross mode, end to end: foreign-architecture wheels compiled on the build platform with
+the zig toolchain against the target builder's root, repaired and imported on the target
+platform under QEMU.
+
+The builders are the fixture's musl CPython 3.11 images (tests/fixtures/builders): the
+arm64 and armv7 ones are themselves cross-built, and serve as the target roots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.utils import parse_wheel_filename
+
+pytestmark = pytest.mark.docker
+
+CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+MACHINES = {"arm64v8": "aarch64", "armv7": "armv7l"}
+
+
+def project_env(root: Path, builder_template: str, index: str | None, **more: str) -> dict[str, str]:
+    root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_", "JOBS", "BUILDERS", "CROSS"))}
+    env.update(WHEELTASKS_PROJECT_DIR=str(root), WHEELTASKS_CACHE_DIR=str(root / "cache"), BUILDER_IMAGE=builder_template,
+               PYTHON_VERSIONS="3.11", NO_PULL_WHEELS="1", **more)
+    if index:
+        env["PYPI_INDEX"] = index
+    if Path(CA_FILE).is_file():
+        env["CA_BUNDLE"] = CA_FILE
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: int = 2400) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "wheeltasks", *args, "--json"], cwd=env["WHEELTASKS_PROJECT_DIR"],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    sys.stderr.write(done.stderr[-5000:])
+    return done
+
+
+def jobs_of(done: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(j["module"], j["arch"]): j for j in json.loads(done.stdout)["jobs"]}
+
+
+def platform_tags(wheel: Path) -> set[str]:
+    return {tag.platform for tag in parse_wheel_filename(wheel.name)[3]}
+
+
+def run_in_builder(client: Any, image: str, platform: str, wheels: Path, script: str) -> str:
+    out = client.containers.run(image, ["sh", "-c", script], platform=platform, network_mode="host", remove=True,
+                                volumes={str(wheels): {"bind": "/wheels", "mode": "ro"}},
+                                environment={"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"})
+    return bytes(out).decode()
+
+
+@pytest.fixture(scope="module")
+def cross_run(tmp_path_factory: pytest.TempPathFactory, builder_template: str, index_server: str) -> tuple[Path, dict[str, Any]]:
+    """wtzlib and wtstatx (fixture index) for arm64 and armv7, cross-compiled (CROSS=always)."""
+    root = tmp_path_factory.mktemp("cross")
+    env = project_env(root, builder_template, index_server, CROSS="always", ARCHES="arm64v8 armv7")
+    done = cli(env, "build", "wtzlib", "wtstatx")
+    assert done.returncode == 0, done.stderr[-5000:]
+    return root, jobs_of(done)
+
+
+@pytest.mark.parametrize("arch", ["arm64v8", "armv7"])
+def test_fixture_c_extension_cross_compiles_and_imports(
+    cross_run: tuple[Path, dict[str, Any]], arch: str, docker_client: Any, builder_template: str
+) -> None:
+    root, jobs = cross_run
+    job = jobs[("wtzlib", arch)]
+    assert (job["mode"], job["built_as"], job["fell_back"]) == ("cross", "cross", None)
+    assert {"build", "repair", "import-check"} <= job["step_seconds"].keys()  # repair and check timed apart
+    log = Path(job["work_dir"]) / "build-cross.log"
+    assert "cross-compiled on linux/amd64" in log.read_text()
+    wheel = next((root / "wheels" / arch).glob("wtzlib-*.whl"))
+    assert platform_tags(wheel) == {f"musllinux_1_2_{MACHINES[arch]}"}
+    out = run_in_builder(docker_client, builder_template.format(python="3.11"), job["platform"], wheel.parent,
+                         "set -e; python3 -m pip install -q --no-index --find-links /wheels wtzlib; "
+                         "python3 -c 'import platform, wtzlib; print(\"WTIMPORT\", platform.machine(), wtzlib.crc(b\"abc\"))'")
+    assert f"WTIMPORT {MACHINES[arch]} 891568578" in out
+
+
+@pytest.mark.parametrize("arch", ["arm64v8", "armv7"])
+def test_cross_builds_link_only_what_the_targets_libc_has(
+    cross_run: tuple[Path, dict[str, Any]], arch: str, docker_client: Any, builder_template: str
+) -> None:
+    """The fixture roots' musl is 1.2.3 (no statx); zig's own headers are 1.2.5. Built against the
+    root's headers, wtstatx leaves statx out and loads; built against zig's, it would not load."""
+    root, jobs = cross_run
+    assert jobs[("wtstatx", arch)]["built_as"] == "cross"
+    wheel = next((root / "wheels" / arch).glob("wtstatx-*.whl"))
+    out = run_in_builder(docker_client, builder_template.format(python="3.11"), jobs[("wtstatx", arch)]["platform"],
+                         wheel.parent, "set -e; python3 -m pip install -q --no-index --find-links /wheels wtstatx; "
+                         "python3 -c 'import wtstatx; print(\"WTSTATX\", wtstatx.uses_statx(), wtstatx.size(\"/etc/hostname\") >= 0)'")
+    assert "WTSTATX False True" in out
+
+
+def test_cross_and_emulated_give_the_same_wheel_names(
+    cross_run: tuple[Path, dict[str, Any]], tmp_path: Path, builder_template: str, index_server: str
+) -> None:
+    root, _ = cross_run
+    env = project_env(tmp_path / "emulated", builder_template, index_server, CROSS="never", ARCHES="arm64v8")
+    done = cli(env, "build", "wtzlib")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert jobs_of(done)[("wtzlib", "arm64v8")]["built_as"] == "emulated"
+    names = {p.name for p in (tmp_path / "emulated" / "wheels" / "arm64v8").glob("*.whl")}
+    assert names == {p.name for p in (root / "wheels" / "arm64v8").glob("wtzlib-*.whl")}
+
+
+def test_mod_cross_no_builds_emulated(tmp_path: Path, builder_template: str, index_server: str) -> None:
+    env = project_env(tmp_path / "p", builder_template, index_server, ARCHES="arm64v8")
+    (tmp_path / "p" / "scripts").mkdir()
+    (tmp_path / "p" / "scripts" / "wtzlib.sh").write_text("mod_cross=no\n")
+    resolved = subprocess.run([sys.executable, "-m", "wheeltasks", "resolve", "wtzlib", "--json"], cwd=tmp_path / "p",
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert json.loads(resolved.stdout)[0]["mode"] == "emulated"
+    done = cli(env, "build", "wtzlib")
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = jobs_of(done)[("wtzlib", "arm64v8")]
+    assert (job["mode"], job["built_as"]) == ("emulated", "emulated")
+
+
+# A recipe that fails only in the cross stage (ZIG_TARGET is set there alone).
+FAILING_IN_CROSS = 'mod_build() { if [ -n "${ZIG_TARGET:-}" ]; then echo "WTMARKER cross fails" >&2; exit 1; fi; }\n'
+
+
+def test_a_failed_cross_build_falls_back_under_auto_and_fails_under_always(
+    tmp_path: Path, builder_template: str, index_server: str
+) -> None:
+    auto = project_env(tmp_path / "auto", builder_template, index_server, ARCHES="arm64v8")
+    (tmp_path / "auto" / "scripts").mkdir()
+    (tmp_path / "auto" / "scripts" / "wtzlib.sh").write_text(FAILING_IN_CROSS)
+    done = cli(auto, "build", "wtzlib")
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = jobs_of(done)[("wtzlib", "arm64v8")]
+    assert (job["mode"], job["built_as"]) == ("cross", "emulated")
+    assert "WTMARKER cross fails" in job["fell_back"]  # the reason, with the cross log's tail
+    assert "1 cross build(s) fell back to emulation" in done.stderr
+    assert next((tmp_path / "auto" / "wheels" / "arm64v8").glob("wtzlib-*musllinux_1_2_aarch64.whl"))
+
+    always = project_env(tmp_path / "always", builder_template, index_server, ARCHES="arm64v8", CROSS="always")
+    (tmp_path / "always" / "scripts").mkdir()
+    (tmp_path / "always" / "scripts" / "wtzlib.sh").write_text(FAILING_IN_CROSS)
+    failed = cli(always, "build", "wtzlib")
+    assert failed.returncode == 3
+    assert "WTMARKER cross fails" in failed.stderr and "cross-compiled build of" in failed.stderr
+    assert not (tmp_path / "always" / "wheels").exists() or not list((tmp_path / "always" / "wheels").rglob("*.whl"))
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("module", ["psutil", "cffi"])
+def test_public_packages_cross_compile_for_arm64_and_armv7(
+    module: str, tmp_path: Path, builder_template: str
+) -> None:
+    """psutil (kernel headers) and cffi (the root's libffi) from the public index, compiled from
+    source in cross mode; the pipeline's import check runs each on its platform under QEMU."""
+    env = project_env(tmp_path / "p", builder_template, None, CROSS="always", ARCHES="arm64v8 armv7", NO_BINARY="1")
+    done = cli(env, "build", module)
+    assert done.returncode == 0, done.stderr[-5000:]
+    for arch, machine in MACHINES.items():
+        job = jobs_of(done)[(module, arch)]
+        assert job["built_as"] == "cross" and "import-check" in job["step_seconds"]
+        check = (Path(job["work_dir"]) / "check.log").read_text()
+        assert f"import {module}: ok" in check
+        wheel = next((tmp_path / "p" / "wheels" / arch).glob(f"{module}-*.whl"))
+        assert platform_tags(wheel) == {f"musllinux_1_2_{machine}"}
