@@ -128,7 +128,11 @@ cross() {
     # The target's build description names its own compiler and -L<prefix>/lib, a folder
     # of this stage too (with the build platform's libraries): crossenv gets the cross
     # tools and link commands that name the target root only.
-    python3 -m crossenv --machine "$MACHINE" --sysroot "$SYSROOT" \
+    # crossenv installs the build venv's pip and setuptools into the cross venv: the very
+    # wheels ensurepip bundles, so no index needs to have them.
+    bundled=$(python3 -c 'import ensurepip, os; print(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled"))' \
+        2>/dev/null || true)
+    PIP_FIND_LINKS="$IMPORTS_DIR $bundled" python3 -m crossenv --machine "$MACHINE" --sysroot "$SYSROOT" \
         --cc "$bin/$ZIG_TARGET-cc" --cxx "$bin/$ZIG_TARGET-c++" --ar "$bin/$ZIG_TARGET-ar" \
         --config-var "LDSHARED=$bin/$ZIG_TARGET-cc -shared -L$prefix/lib" \
         --config-var "LDCXXSHARED=$bin/$ZIG_TARGET-c++ -shared -L$prefix/lib" \
