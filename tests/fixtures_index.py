@@ -191,7 +191,7 @@ def build_source_packages(src_root: Path, dest: Path, work: Path) -> list[Path]:
 
 # Real build back-ends, so the fixture packages build the default way (isolated), as they
 # would from any real index: fetched once from the public index into pip's own cache.
-BUILD_BACKENDS = ("setuptools", "wheel")
+BUILD_BACKENDS = ("setuptools", "wheel", "packaging")  # wheel needs packaging
 
 
 def add_build_backends(dest: Path) -> list[Path]:
