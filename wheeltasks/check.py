@@ -9,10 +9,10 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import console
+from . import builders, console
 from .images import latest_tag_versions, open_registry
 from .index import IndexClient
-from .plan import SslModule, default_targets, newest_python, ssl_modules
+from .plan import SslModule, default_targets, ssl_modules
 from .settings import Kind, Settings
 from .targets import SSL, join_version, module_label, parse_target
 
@@ -85,7 +85,7 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
     index = index or IndexClient(settings)
     is_ssl = ssl_modules(settings)
     targets = default_targets(settings, "all", is_ssl)
-    latest = index.latest_many(sorted({t.module for t in targets}), newest_python(settings))
+    latest = index.latest_many(sorted({t.module for t in targets}), builders.newest_python(settings))
     local = local_versions(settings.wheels_dir)
     published = registry_versions(settings, is_ssl) if settings.wheels_registry else {}
     if not settings.wheels_registry:

@@ -129,12 +129,12 @@ def parse_targets(settings: Settings, texts: Sequence[str], is_ssl: SslModule) -
     return [parse_target(w) for w in words], False
 
 
-def _pythons(settings: Settings, target: Target) -> tuple[str, ...]:
+def _pythons(settings: Settings, target: Target, newest: Callable[[], str]) -> tuple[str, ...]:
     if target.python == PYALL:
         return tuple(sorted(settings.python_versions, key=Version))
     if target.python:
         return (check_python(target.python, f"target {target}"),)
-    return (newest_python(settings),)
+    return (newest(),)
 
 
 DependsOf = Callable[[str, SSL | None], tuple[Target, ...]]
@@ -173,6 +173,7 @@ def _expand(
     notes: list[str],
     depends_of: DependsOf,
     is_ssl: SslModule,
+    newest: Callable[[], str],
     inherited: tuple[tuple[str, ...], tuple[Arch, ...]] | None = None,
     chain: tuple[str, ...] = (),
 ) -> list[_Want]:
@@ -180,7 +181,7 @@ def _expand(
     label = str(Target(target.module, target.ssl))
     if label in chain:
         raise WheelTasksError(f"dependency cycle in recipes: {' -> '.join((*chain, label))}")
-    pythons = _pythons(settings, target) if inherited is None or target.python else inherited[0]
+    pythons = _pythons(settings, target, newest) if inherited is None or target.python else inherited[0]
     arches = (target.arch,) if target.arch else (inherited[1] if inherited else settings.arch_list)
     dep_targets = depends_of(target.module, target.ssl)
     wants: list[_Want] = []
@@ -194,7 +195,7 @@ def _expand(
                     w
                     for dep in dep_targets
                     for w in _expand(
-                        settings, dep, (kind,), notes, depends_of, is_ssl, ((python,), (arch,)), (*chain, label)
+                        settings, dep, (kind,), notes, depends_of, is_ssl, newest, ((python,), (arch,)), (*chain, label)
                     )
                 )
                 wants.append(_Want(target.module, target.ssl, target.version, python, arch, kind, deps))
@@ -238,11 +239,14 @@ def resolve(
     index: VersionSource,
     both: bool = False,
     router: Callable[[str], Route] | None = None,
+    newest: Callable[[], str] | None = None,
 ) -> Plan:
     """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
 
     ``router`` gives each platform's builder and node (engines.router); without one, jobs
-    build on buildx's default builder and "native" means this machine's CPU.
+    build on buildx's default builder and "native" means this machine's CPU. ``newest``
+    gives the Python of targets without one (asked only when one needs it); without it,
+    the newest of PYTHON_VERSIONS.
     """
     is_ssl = ssl_modules(settings)
     targets, default_set = parse_targets(settings, texts, is_ssl)
@@ -257,7 +261,8 @@ def resolve(
     def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
         return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
-    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of, is_ssl))
+    newest_once = functools.cache(newest or (lambda: newest_python(settings)))
+    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of, is_ssl, newest_once))
     versions = _versions(index, wants)
 
     def version_of(want: _Want) -> Version:

@@ -20,8 +20,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
+from . import builders, console, engines, pipeline
 from . import check as check_mod
-from . import console, engines, pipeline
 from .errors import INTERRUPTED, WheelTasksError
 from .index import IndexClient, clear_cache
 from .plan import Plan, resolve
@@ -157,7 +157,8 @@ def plan_for(
 ) -> Plan:
     texts = [targets] if isinstance(targets, str) else list(targets)
     router = routes(settings, strict=build and not settings.noop)
-    plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router)
+    plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
+                   newest=lambda: builders.newest_python(settings))
     for message in plan.notes:
         console.note(message)
     return plan

@@ -120,6 +120,8 @@ cross() {
     fi
     zig=$(python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
     export ZIG_GLOBAL_CACHE_DIR=/root/.cache/zig
+    # BUILD_NO_CACHE: compile everything again (zig caches objects, not only its runtime).
+    if [ -n "${NO_CACHE:-}" ]; then ZIG_GLOBAL_CACHE_DIR=$(mktemp -d); fi
     bin=/opt/wheeltasks-cross/bin
     sh "$LIB_DIR/toolchain.sh" "$bin" "$ZIG_TARGET" "$SYSROOT" "$zig" "$ALPINE_ARCH" $ZIG_CPU
     PATH=$bin:$PATH

@@ -1,0 +1,74 @@
+"""The newest Python from the builder repository's tags (the original asked Docker Hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+from tests.fixtures_registry import RegistryServer
+from tests.helpers import make_wheel
+from wheeltasks import builders
+from wheeltasks.errors import WheelTasksError
+from wheeltasks.images import config_blob, image_manifest, layer_tar
+from wheeltasks.job import make_job
+from wheeltasks.registry import OCI_MANIFEST, RegistryClient
+from wheeltasks.settings import Kind, Settings
+from wheeltasks.targets import get_arch
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("python:{python}-alpine{alpine}", ("docker.io", "library/python", "{python}-alpine{alpine}")),
+        ("me/py:{python}", ("docker.io", "me/py", "{python}")),
+        ("127.0.0.1:5000/f/builder:py{python}", ("127.0.0.1:5000", "f/builder", "py{python}")),
+        ("ghcr.io/o/b:{python}-musl", ("ghcr.io", "o/b", "{python}-musl")),
+    ],
+)
+def test_builder_repository(template: str, expected: tuple[str, str, str]) -> None:
+    assert builders.builder_repository(template) == expected
+
+
+def test_a_template_without_a_tag_is_an_error() -> None:
+    with pytest.raises(WheelTasksError, match="has no tag"):
+        builders.builder_repository("127.0.0.1:5000/builder")
+
+
+def test_tag_pythons() -> None:
+    tags = ["3.12-alpine3.22", "3.13-alpine3.22", "3.13-alpine3.21", "3.14.1-alpine3.22", "3.99-alpine3.22",
+            "latest", "3.15-alpine3.22", "3.15rc1-alpine3.22", "2.7-alpine3.22"]
+    assert builders.tag_pythons(tags, "{python}-alpine{alpine}", "3.22") == ["3.12", "3.13", "3.15"]
+
+
+def settings_for(tmp_path: Path, template: str, **env: str) -> Settings:
+    base = {"HOME": str(tmp_path), "WHEELTASKS_CACHE_DIR": str(tmp_path / "cache"), "PYPI_INDEX": "http://127.0.0.1:9/s/",
+            "BUILDER_IMAGE": template, "PYTHON_VERSIONS": "3.11 3.12"}
+    return Settings.load({}, {**base, **env}, {})
+
+
+def test_newest_python_from_a_real_registry(tmp_path: Path, registry_plain: RegistryServer) -> None:
+    client = RegistryClient(registry_plain.host, docker_config=str(tmp_path / "none.json"))
+    repo = "bld/python"
+    job = make_job(settings_for(tmp_path, "x:{python}"), module="m", version=Version("1"),
+                   python="3.12", arch=get_arch("amd64"), kind=Kind.SHARED)
+    layer = layer_tar([make_wheel(tmp_path / "w", "m", "1.0", "musllinux_1_2_x86_64")])
+    config = config_blob(job, layer, {}, None)
+    client.put_blob(repo, layer)
+    client.put_blob(repo, config)
+    for tag in ("3.11-alpine3.22", "3.13-alpine3.22", "3.14-alpine3.21", "latest"):
+        client.put_manifest(repo, tag, OCI_MANIFEST, image_manifest(config, layer, {}))
+    settings = settings_for(tmp_path, f"{registry_plain.host}/{repo}:{{python}}-alpine{{alpine}}", ALPINE_VERSION="3.22")
+    assert builders.newest_python(settings) == "3.13"  # newer than PYTHON_VERSIONS' 3.12; 3.14 is another Alpine
+    # Cached: a new tag is not seen until the cache expires or CLEAN_CACHE.
+    client.put_manifest(repo, "3.14-alpine3.22", OCI_MANIFEST, image_manifest(config, layer, {}))
+    assert builders.newest_python(settings) == "3.13"
+    cleaned = settings_for(tmp_path, f"{registry_plain.host}/{repo}:{{python}}-alpine{{alpine}}",
+                           ALPINE_VERSION="3.22", CLEAN_CACHE="1")
+    assert builders.newest_python(cleaned) == "3.14"
+
+
+def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "127.0.0.1:9/nothing/here:{python}")
+    assert builders.newest_python(settings) == "3.12"

@@ -1,0 +1,112 @@
+"""Which Pythons have a builder image: read from the builder repository's tags.
+
+A target without a Python builds for "the latest Python release for which a builder image
+exists" (the original system asked Docker Hub). The builder template
+(``python:{python}-alpine{alpine}``) names a repository and a tag pattern; the tags that
+fit the pattern name the Pythons. The answer is cached for 24 h beside the index cache;
+when the registry cannot be asked, the newest of PYTHON_VERSIONS stands in, with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+from packaging.version import Version
+
+from .errors import WheelTasksError
+from .files import write_atomic
+from .registry import RegistryClient
+from .settings import Settings, check_python
+
+log = logging.getLogger("wheeltasks.builders")
+CACHE_FILE = "builder-pythons.json"
+CACHE_SECONDS = 24 * 3600
+# Asking the builder's registry is a convenience: never let it hold a run up for long.
+DEADLINE = 20.0
+
+
+def builder_repository(template: str) -> tuple[str, str, str]:
+    """``(registry host, repository path, tag template)`` of a builder image template, by
+    Docker's rules for image names (``python`` is ``docker.io/library/python``)."""
+    name, sep, tag = template.rpartition(":")
+    if not sep or "/" in tag:  # no tag, or the colon was a port
+        raise WheelTasksError(f"BUILDER_IMAGE={template!r} has no tag with {{python}} in it")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = "docker.io", name
+    if host == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    return host, path, tag
+
+
+def tag_pythons(tags: list[str], tag_template: str, alpine: str) -> list[str]:
+    """The Pythons named by the tags that fit the template (``3.12-alpine3.22``)."""
+    pattern = re.escape(tag_template).replace(re.escape("{python}"), r"(?P<python>\d+\.\d+)")
+    pattern = pattern.replace(re.escape("{alpine}"), re.escape(alpine))
+    found = set()
+    for tag in tags:
+        m = re.fullmatch(pattern, tag)
+        if m is None:
+            continue
+        try:
+            found.add(check_python(m["python"], "builder tag"))
+        except WheelTasksError:
+            continue  # not a CPython a builder can have (3.99, 2.7)
+    return sorted(found, key=Version)
+
+
+def newest_python(settings: Settings) -> str:
+    """The newest Python with a builder image; the newest of PYTHON_VERSIONS when unknown."""
+    fallback = max(settings.python_versions, key=Version)
+    host, path, tag_template = builder_repository(settings.builder_image)
+    key = f"{settings.builder_image} {settings.alpine_version}"
+    cache = settings.cache_dir / CACHE_FILE
+    pythons = _cached(cache, key, settings.clean_cache)
+    if pythons is None:
+        try:
+            client = RegistryClient(host, ca_bundle=settings.ca_bundle, timeout=min(DEADLINE, settings.remote_timeout),
+                                    tries=1)
+            pythons = tag_pythons(client.tags(path, page_size=1000), tag_template, settings.alpine_version)
+        except WheelTasksError as exc:
+            # Quietly: many machines reach no public registry, and PYTHON_VERSIONS is the
+            # documented answer then (`inv resolve --json` shows the Python chosen).
+            log.info("could not list the builder images' tags (%s); the newest Python is %s", exc, fallback)
+            return fallback
+        _store(cache, key, pythons)
+    if not pythons:
+        return fallback
+    return pythons[-1]
+
+
+def _cached(path: Path, key: str, clean: bool) -> list[str] | None:
+    if clean:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entry = data[key]
+        if time.time() - float(entry["at"]) < CACHE_SECONDS:
+            return [str(p) for p in entry["pythons"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _store(path: Path, key: str, pythons: list[str]) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {"at": time.time(), "pythons": pythons}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(data).encode())
+    except OSError:
+        pass  # only a cache
