@@ -230,3 +230,32 @@ def test_build_mode(tmp_path: Path, arch: str, machine: str, cross: str, recipe_
 
     settings = Settings.load({}, {"HOME": str(tmp_path), "CROSS": cross}, {"project_dir": str(tmp_path)})
     assert build_mode(settings, get_arch(arch), Recipe(cross=recipe_cross), machine).value == mode
+
+
+@pytest.mark.network
+def test_all_plans_the_default_set_in_dependency_order(tmp_path: Path) -> None:
+    """`all` on the public index: core first, dependencies before dependents, no job twice,
+    each job with its recipe's declared packages."""
+    settings = Settings.load({}, {"HOME": str(tmp_path), "WHEELTASKS_CACHE_DIR": str(tmp_path / "c")},
+                             {"project_dir": str(tmp_path), "arches": "amd64 armv7"})
+    plan = resolve(settings, ["all"], IndexClient(settings))
+    keys = [j.key for j in plan.jobs]
+    assert len(keys) == len(set(keys))
+    assert {j.python for j in plan.jobs} == set(settings.python_versions)
+    core = {"pycparser", "cffi", "toml"}
+    first_other = next(n for n, j in enumerate(plan.jobs) if j.module not in core)
+    assert all(j.module in core for j in plan.jobs[:first_other]) and core == {j.module for j in plan.jobs[:first_other]}
+    position = {j.key: n for n, j in enumerate(plan.jobs)}
+    for job in plan.jobs:
+        assert all(position[dep.key] < position[job.key] for dep in job.depends), job.target
+    labels = {j.label for j in plan.jobs}
+    assert {"cryptography-openssl", "cryptography-libressl", "paramiko-libressl", "pyopenssl-openssl"} <= labels
+    assert "cryptography" not in labels  # one module, one name
+    apk = {j.label: j.recipe.apk for j in plan.jobs}
+    assert apk["psutil"] == ("linux-headers",) and apk["cryptography-libressl"][0] == "libressl-dev"
+    assert apk["lxml"] == ("libxml2-dev", "libxslt-dev") and apk["cffi"] == ("libffi-dev",)
+    paramiko = next(j for j in plan.jobs if j.label == "paramiko-libressl")
+    assert {d.label for d in paramiko.depends} == {"cryptography-libressl", "pynacl", "bcrypt"}
+    modes = {(j.module, j.arch.name): j.mode.value for j in plan.jobs}
+    assert modes[("psutil", "armv7")] == "cross" and modes[("bcrypt", "armv7")] == "emulated"
+    assert modes[("psutil", "amd64")] == "native"

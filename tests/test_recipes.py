@@ -104,3 +104,36 @@ def test_paramiko_and_pyopenssl_take_ssl_suffixes(tmp_path: Path) -> None:
     is_ssl = ssl_modules(settings)
     assert [m for m in ("cryptography", "paramiko", "pyopenssl", "cffi", "psutil") if is_ssl(m)] == [
         "cryptography", "paramiko", "pyopenssl"]
+
+
+# ---- the packaged recipes and the default modules ----------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("recipe", sorted(PACKAGE_SCRIPTS.glob("*.sh")), ids=lambda p: p.name)
+def test_packaged_recipe_is_valid_shell_and_names_known_modules(recipe: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from packaging.utils import canonicalize_name
+
+    from wheeltasks.settings import DEFAULT_MODULES
+    from wheeltasks.targets import parse_target
+
+    assert subprocess.run(["sh", "-n", str(recipe)], capture_output=True).returncode == 0
+    settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path)})
+    known = {parse_target(m).module for m in DEFAULT_MODULES} | {canonicalize_name(p.stem) for p in PACKAGE_SCRIPTS.glob("*.sh")}
+    for ssl in (SSL.OPENSSL, SSL.LIBRESSL):
+        loaded = load_recipe(settings, canonicalize_name(recipe.stem), ssl)
+        assert loaded.path == recipe
+        for dep in loaded.depends:
+            assert parse_target(dep).module in known, dep
+
+
+def test_every_default_module_has_a_row_in_the_readme_table() -> None:
+    from wheeltasks.settings import DEFAULT_MODULES
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## The default modules"):readme.index("## Cross-compilation")]
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    assert set(DEFAULT_MODULES) <= rows, set(DEFAULT_MODULES) - rows
