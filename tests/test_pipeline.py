@@ -149,3 +149,40 @@ def test_parallel_run_with_a_failure_skips_dependents_only(tmp_path: Path) -> No
     report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
     assert {job["module"]: job["result"] for job in report["jobs"]} == {
         "wtbroken": "failed", "wtchild": "dependency failed", "wtfine": "done", "wtlate": "done"}
+
+
+def test_other_spellings_of_a_tag() -> None:
+    from wheeltasks.images import other_spellings
+    from wheeltasks.targets import SSL
+
+    tags = ["PyNaCl1.5.0-py3.11", "PyNaCl1.5.0-py3.11-amd64", "pynacl1.5.0-py3.12", "PyNaCl1.4.0-py3.11",
+            "cryptography45.0.1-py3.11", "cryptography-libressl45.0.1-py3.11", "weird-", "PyNaCl1.5.0-py3.11-armv7"]
+    amd64 = get_arch("amd64")
+    assert other_spellings(tags, "pynacl", None, Version("1.5.0"), "3.11", amd64) == [
+        "PyNaCl1.5.0-py3.11", "PyNaCl1.5.0-py3.11-amd64"]
+    assert other_spellings(tags, "cryptography", SSL.OPENSSL, Version("45.0.1"), "3.11", amd64) == [
+        "cryptography45.0.1-py3.11"]
+    assert other_spellings(tags, "cryptography", SSL.LIBRESSL, Version("45.0.1"), "3.11", amd64) == [
+        "cryptography-libressl45.0.1-py3.11"]
+
+
+def test_a_tag_in_the_projects_own_capitalisation_is_pulled(tmp_path: Path, registry_plain: Any) -> None:
+    """The original system wrote tags like PyNaCl1.5.0-py3.11-amd64; such an image is this job's."""
+    from tests.helpers import make_wheel
+    from wheeltasks.images import config_blob, image_manifest, layer_tar
+    from wheeltasks.registry import OCI_MANIFEST, RegistryClient
+
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{registry_plain.host}/caps"})
+    job = make_job(settings, module="pynacl", version=Version("1.5.0"), python="3.11", arch=get_arch("amd64"),
+                   kind=Kind.SHARED)
+    client = RegistryClient(registry_plain.host, docker_config=str(tmp_path / "none.json"))
+    wheel = make_wheel(tmp_path / "w", "PyNaCl", "1.5.0", "musllinux_1_2_x86_64")
+    layer = layer_tar([wheel])
+    config = config_blob(job, layer, {}, None)
+    repo = job.repository.path
+    client.put_blob(repo, layer)
+    client.put_blob(repo, config)
+    client.put_manifest(repo, "PyNaCl1.5.0-py3.11-amd64", OCI_MANIFEST, image_manifest(config, layer, {}))
+    pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
+    assert job.work.state() is State.PULLED
+    assert [p.name for p in job.work.result_wheels()] == [wheel.name]

@@ -22,7 +22,7 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
@@ -46,7 +46,7 @@ from .registry import (
     sha256_digest,
 )
 from .settings import Repository, Settings
-from .targets import ARCHES, Arch, module_label, parse_target
+from .targets import ARCHES, SSL, Arch, module_label, parse_target
 from .urls import split_credentials
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -351,21 +351,24 @@ def _publish_index(
 # ---- pull ----------------------------------------------------------------------------
 
 
-def pull_wheels(client: RegistryClient, repository: Repository, tag: str, arch: Arch, dest: Path) -> list[Path] | None:
+def pull_wheels(
+    client: RegistryClient, repository: Repository, tag: str, arch: Arch, dest: Path, others: Sequence[str] = ()
+) -> list[Path] | None:
     """Download the wheels of ``repository:tag`` for ``arch`` into ``dest``.
 
-    Reads the multi-platform tag, else the legacy ``<tag>-<arch>`` tag; None when
-    neither has the platform. Only regular ``*.whl`` files are extracted. Each layer is
+    Reads the multi-platform tag, else the legacy ``<tag>-<arch>`` tag, else the ``others``
+    (the same image written otherwise, see :func:`other_spellings`); None when none has
+    the platform. Only regular ``*.whl`` files are extracted. Each layer is
     streamed to a temporary file (at most ``client.max_layer_bytes``), verified, and
     unpacked within the same bound; the wheels appear in ``dest`` only when every layer
     was read, each renamed into place, so a failure or Ctrl-C leaves no part behind.
     """
     repo = repository.path
-    ref = tag
-    manifest = _platform_manifest(client, repo, tag, arch, trust_tag=False)
-    if manifest is None:
-        ref = f"{tag}-{arch.name}"
-        manifest = _platform_manifest(client, repo, ref, arch, trust_tag=True)
+    manifest, ref = None, tag
+    for ref, trust in ((tag, False), (f"{tag}-{arch.name}", True), *((other, True) for other in others)):
+        manifest = _platform_manifest(client, repo, ref, arch, trust_tag=trust)
+        if manifest is not None:
+            break
     if manifest is None:
         return None
     layers = _descriptors(client, repo, ref, manifest.document().get("layers"), "layers")
@@ -387,6 +390,26 @@ def pull_wheels(client: RegistryClient, repository: Repository, tag: str, arch: 
         return [dest / path.name for path in written]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def other_spellings(
+    tags: Iterable[str], module: str, ssl: SSL | None, version: Version, python: str, arch: Arch
+) -> list[str]:
+    """Tags that name the same image in another spelling: the project's own capitalisation
+    (``PyNaCl1.5.0-py3.11``, as the original system wrote them), or an SSL module's OpenSSL
+    build without its suffix (written before the suffix was the rule). Multi-platform tags
+    first, then per-arch ones."""
+    found: list[tuple[bool, str]] = []
+    for tag in tags:
+        try:
+            target = parse_target(tag)
+        except WheelTasksError:
+            continue
+        same_ssl = target.ssl == ssl or (target.ssl is None and ssl is SSL.OPENSSL)
+        if (target.module, target.version, target.python) == (module, version, python) and same_ssl:
+            if target.arch is None or target.arch == arch:
+                found.append((target.arch is not None, tag))
+    return [tag for _, tag in sorted(found)]
 
 
 def _safe_wheel_name(member: tarfile.TarInfo, source: str) -> str | None:

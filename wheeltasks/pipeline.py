@@ -39,12 +39,12 @@ from . import repair as repair_step
 from . import running as running_module
 from .errors import BuildError, WheelTasksError
 from .files import wheels_in, write_atomic
-from .images import NO_REGISTRY, open_registry, pull_wheels, push_wheels
+from .images import NO_REGISTRY, open_registry, other_spellings, pull_wheels, push_wheels
 from .index import index_url
 from .job import Job, Mode
 from .plan import Plan
 from .registry import RegistryClient
-from .settings import Cross, Settings
+from .settings import Cross, Repository, Settings
 from .workdir import State
 
 FULL_FLOW = ("pull-existing", "build", "repair", "import-check", "export", "push")
@@ -185,6 +185,7 @@ class Runner:
         self.report = RunReport()
         self._registry: RegistryClient | None = None
         self._results: dict[tuple[object, ...], JobResult] = {}
+        self._tags: dict[Repository, list[str]] = {}
         # Jobs that finished, by (python, arch, kind): their wheels are offered to later jobs.
         self._finished: dict[tuple[str, str, object], list[Job]] = {}
 
@@ -202,7 +203,7 @@ class Runner:
         work = job.work
         if wants_self_pull(self.settings, work.state()):
             staging = work.staging("pulled")
-            got = pull_wheels(self.registry, job.repository, job.tag, job.arch, staging)
+            got = self._pull(job, staging)
             if got:
                 # The published wheels are now this job's result; an older build's go.
                 work.accept("pulled", staging)
@@ -215,11 +216,24 @@ class Runner:
             if self._result_of(dep):
                 continue
             staging = work.staging("imports-pull")
-            got = pull_wheels(self.registry, dep.repository, dep.tag, dep.arch, staging)
+            got = self._pull(dep, staging)
             work.offer_imports(got or [])
             work.discard(staging)
             if got:
                 console.progress(job.target, "pull-existing", f"{len(got)} dependency wheel(s) from {dep.tag}")
+
+    def _pull(self, job: Job, dest: Path) -> list[Path] | None:
+        """The job's image's wheels for its platform: by its tags, else by another spelling
+        of them in the repository (one tag listing per repository and run)."""
+        got = pull_wheels(self.registry, job.repository, job.tag, job.arch, dest)
+        if got is not None:
+            return got
+        with self._lock:
+            if job.repository not in self._tags:
+                self._tags[job.repository] = self.registry.tags(job.repository.path)
+            tags = self._tags[job.repository]
+        others = other_spellings(tags, job.module, job.ssl, job.version, job.python, job.arch)
+        return pull_wheels(self.registry, job.repository, job.tag, job.arch, dest, others) if others else None
 
     def _result_of(self, dep: Job) -> list[Path]:
         """The wheels a dependency job produced in this run (or left from an earlier one)."""
