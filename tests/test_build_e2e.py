@@ -110,12 +110,13 @@ def only(paths: list[Path], project: str) -> Path:
 
 def run_in_builder(client: docker.DockerClient, image: str, platform: str, wheels: Path, script: str) -> str:
     """Run ``script`` in a fresh container of the builder with ``wheels`` at /wheels."""
-    client.images.pull(image, platform=platform)
+    # By the ID of the platform's image: the engine keeps one image per tag, which the
+    # pulls of other platforms replace.
+    image_id = client.images.pull(image, platform=platform).id
     output = client.containers.run(
-        image,
+        image_id,
         entrypoint=["/bin/sh", "-c"],
         command=[script],
-        platform=platform,
         network_mode="host",
         volumes={str(wheels): {"bind": "/wheels", "mode": "ro"}},
         environment={"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"},

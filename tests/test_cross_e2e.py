@@ -53,7 +53,10 @@ def platform_tags(wheel: Path) -> set[str]:
 
 
 def run_in_builder(client: Any, image: str, platform: str, wheels: Path, script: str) -> str:
-    out = client.containers.run(image, ["sh", "-c", script], platform=platform, network_mode="host", remove=True,
+    # By the ID of the platform's image: the engine keeps one image per tag, which the
+    # pulls of other platforms (other jobs, other tests) replace.
+    image_id = client.images.pull(image, platform=platform).id
+    out = client.containers.run(image_id, ["sh", "-c", script], network_mode="host", remove=True,
                                 volumes={str(wheels): {"bind": "/wheels", "mode": "ro"}},
                                 environment={"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"})
     return bytes(out).decode()

@@ -78,8 +78,9 @@ def test_the_ci_modules_build_repair_install_together_and_import(
         "print(\"IMPORTED\", psutil.cpu_count() > 0, box.decrypt(box.encrypt(b\"hi\")) == b\"hi\")'"
     )
     image = builder_template.format(python="3.11")
+    image_id = docker_client.images.pull(image, platform="linux/amd64").id  # this platform's, by ID
     out = docker_client.containers.run(
-        image, ["sh", "-c", script], platform="linux/amd64", network_mode="host", remove=True,
+        image_id, ["sh", "-c", script], network_mode="host", remove=True,
         volumes={str(wheels[0].parent): {"bind": "/wheels", "mode": "ro"}},
         environment={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
