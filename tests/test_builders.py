@@ -72,3 +72,27 @@ def test_newest_python_from_a_real_registry(tmp_path: Path, registry_plain: Regi
 def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "127.0.0.1:9/nothing/here:{python}")
     assert builders.newest_python(settings) == "3.12"
+
+
+def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_plain: RegistryServer) -> None:
+    """A build names its platform's builder by digest: one local tag cannot stand for two platforms."""
+    from wheeltasks.build import build_args
+    from wheeltasks.images import push_wheels
+
+    settings = settings_for(tmp_path, f"{registry_plain.host}/pin/python-musl-wheels:demo1.0-py{{python}}",
+                            WHEELS_REGISTRY=f"{registry_plain.host}/pin")
+    client = RegistryClient(registry_plain.host, docker_config=str(tmp_path / "none.json"))
+    digests = {}
+    for arch, machine in (("amd64", "x86_64"), ("arm64", "aarch64")):
+        job = make_job(settings, module="demo", version=Version("1.0"), python="3.12", arch=get_arch(arch),
+                       kind=Kind.SHARED)
+        wheel = make_wheel(tmp_path / arch, "demo", "1.0", f"musllinux_1_2_{machine}")
+        digests[arch] = push_wheels(client, job, [wheel], index_url="http://127.0.0.1:9/s/").manifest_digest
+    name = f"{registry_plain.host}/pin/python-musl-wheels"
+    assert builders.pinned(settings, "3.12", get_arch("arm64")) == f"{name}@{digests['arm64']}"
+    assert builders.pinned(settings, "3.12", get_arch("amd64")) == f"{name}@{digests['amd64']}"
+    # A platform the index lacks, and a builder nobody can ask: by tag.
+    assert builders.pinned(settings, "3.12", get_arch("s390x")) == f"{name}:demo1.0-py3.12"
+    arm = make_job(settings, module="m", version=Version("1"), python="3.12", arch=get_arch("arm64"), kind=Kind.SHARED)
+    args = build_args(settings, arm, cross=True)
+    assert args["BUILDER"] == f"{name}@{digests['arm64']}" and args["BUILD_BUILDER"] == f"{name}@{digests['amd64']}"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import console, docker_engine, running
+from . import builders, console, docker_engine, running
 from .errors import BuildError
 from .files import copy_atomic, private_file, wheels_in
 from .job import Job, Mode
 from .settings import Settings
-from .targets import DEFAULT_SSL
+from .targets import DEFAULT_SSL, Arch, find_arch, host_machine
 from .urls import split_credentials
 
 DOCKERFILE = Path(str(resources.files("wheeltasks") / "data" / "Dockerfile"))
@@ -51,7 +51,9 @@ def build_args(settings: Settings, job: Job, cross: bool = False) -> dict[str, s
         "RUST_TARGET": job.arch.rust_target,
     } if cross else {}
     return {
-        "BUILDER": settings.builder(job.python),
+        "BUILDER": builders.pinned(settings, job.python, job.arch),
+        # The builder of the engine's own platform, where the cross stage runs.
+        "BUILD_BUILDER": builders.pinned(settings, job.python, build_arch(job)),
         "PYTHON": job.python,
         "MODULE": job.module,
         "VERSION": str(job.version),
@@ -66,6 +68,12 @@ def build_args(settings: Settings, job: Job, cross: bool = False) -> dict[str, s
         "NO_CACHE": "1" if settings.build_no_cache else "",
         **toolchain,
     }
+
+
+def build_arch(job: Job) -> Arch:
+    """The architecture of the engine that builds the job (its node's, else this machine's)."""
+    machine = job.route.node.machine if job.route is not None and job.route.node.machine else host_machine()
+    return find_arch(machine) or job.arch
 
 
 def recipe_file(job: Job) -> str | None:

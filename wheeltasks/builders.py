@@ -9,6 +9,7 @@ when the registry cannot be asked, the newest of PYTHON_VERSIONS stands in, with
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -19,8 +20,9 @@ from packaging.version import Version
 
 from .errors import WheelTasksError
 from .files import write_atomic
-from .registry import RegistryClient
+from .registry import INDEX_TYPES, RegistryClient
 from .settings import Settings, check_python
+from .targets import Arch, oci_platform_key, platform_of
 
 log = logging.getLogger("wheeltasks.builders")
 CACHE_FILE = "builder-pythons.json"
@@ -110,3 +112,43 @@ def _store(path: Path, key: str, pythons: list[str]) -> None:
         write_atomic(path, json.dumps(data).encode())
     except OSError:
         pass  # only a cache
+
+
+# ---- one platform's image ---------------------------------------------------------------
+
+
+def pinned(settings: Settings, python: str, arch: Arch) -> str:
+    """The builder image of ``arch`` by its digest (``repo@sha256:…``), else its tag.
+
+    An engine keeps one image per tag: a tag pulled for one platform and then named by a
+    build for another one can hand the build the wrong platform's image (the docker
+    driver's BuildKit takes a local image by its name). A digest names one platform's
+    image everywhere. When the registry cannot tell, the tag is used as it is.
+    """
+    image = settings.builder(python)
+    digests = _platform_digests(image, settings.ca_bundle, min(DEADLINE, settings.remote_timeout))
+    digest = digests.get(oci_platform_key(platform_of(arch)) or ("", "", ""))
+    if digest is None:
+        return image
+    return f"{image.rpartition(':')[0]}@{digest}"
+
+
+@functools.cache
+def _platform_digests(image: str, ca_bundle: str, timeout: float) -> dict[tuple[str, str, str], str]:
+    """Platform -> manifest digest of a multi-platform image (asked once per process)."""
+    host, path, tag = builder_repository(image)
+    try:
+        client = RegistryClient(host, ca_bundle=ca_bundle, timeout=timeout, tries=2)
+        found = client.find_manifest(path, tag)
+    except WheelTasksError as exc:
+        log.info("could not read the manifest of %s (%s): builds name it by its tag", image, exc)
+        return {}
+    if found is None or found.media_type not in INDEX_TYPES:
+        return {}
+    digests: dict[tuple[str, str, str], str] = {}
+    for entry in found.document().get("manifests") or []:
+        key = oci_platform_key(entry.get("platform")) if isinstance(entry, dict) else None
+        digest = entry.get("digest") if isinstance(entry, dict) else None
+        if key is not None and isinstance(digest, str) and digest.startswith("sha256:"):
+            digests.setdefault(key, digest)
+    return digests

@@ -46,7 +46,7 @@ from .registry import (
     sha256_digest,
 )
 from .settings import Repository, Settings
-from .targets import ARCHES, SSL, Arch, module_label, parse_target
+from .targets import ARCHES, SSL, Arch, module_label, oci_platform_key, parse_target, platform_of
 from .urls import split_credentials
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -150,22 +150,6 @@ def image_labels(job: Job, index_url: str, created: str | None) -> dict[str, str
     return labels
 
 
-def platform_of(arch: Arch) -> dict[str, str]:
-    platform = {"architecture": arch.oci_architecture, "os": "linux"}
-    if arch.variant:
-        platform["variant"] = arch.variant
-    return platform
-
-
-def platform_key(platform: object) -> tuple[str, str, str] | None:
-    """(os, architecture, variant), with the variants Docker assumes when one is missing."""
-    if not platform or not isinstance(platform, Mapping):
-        return None
-    os_name, architecture = str(platform.get("os", "")), str(platform.get("architecture", ""))
-    variant = str(platform.get("variant") or {"arm64": "v8", "arm": "v7"}.get(architecture, ""))
-    return os_name, architecture, variant
-
-
 def config_blob(job: Job, layer: bytes, labels: Mapping[str, str], created: str | None) -> bytes:
     config: dict[str, Any] = {
         **platform_of(job.arch),
@@ -192,15 +176,15 @@ def image_manifest(config: bytes, layer: bytes, annotations: Mapping[str, str]) 
 
 
 def _entry_order(entry: Mapping[str, Any]) -> tuple[int, str]:
-    key = platform_key(entry.get("platform"))
-    known = [platform_key(platform_of(arch)) for arch in ARCHES]
+    key = oci_platform_key(entry.get("platform"))
+    known = [oci_platform_key(platform_of(arch)) for arch in ARCHES]
     return (known.index(key) if key in known else len(known), str(entry.get("digest")))
 
 
 def merge_index(entries: Iterable[Mapping[str, Any]], new: Mapping[str, Any], annotations: Mapping[str, str]) -> bytes:
     """The index with ``new`` replacing any entry of its platform; the others kept, sorted."""
-    key = platform_key(new.get("platform"))
-    kept = [dict(e) for e in entries if platform_key(e.get("platform")) != key]
+    key = oci_platform_key(new.get("platform"))
+    kept = [dict(e) for e in entries if oci_platform_key(e.get("platform")) != key]
     manifests = sorted([*kept, dict(new)], key=_entry_order)
     return canonical_json({
         "schemaVersion": 2,
@@ -275,15 +259,15 @@ def _platform_manifest(
     found = client.find_manifest(repo, ref)
     if found is None:
         return None
-    want = platform_key(platform_of(arch))
+    want = oci_platform_key(platform_of(arch))
     if found.media_type in INDEX_TYPES:
         for entry in _index_entries(client, repo, ref, found):
-            if platform_key(entry.get("platform")) == want:
+            if oci_platform_key(entry.get("platform")) == want:
                 return client.get_manifest(repo, str(entry["digest"]))
         return None
     if found.media_type not in IMAGE_MANIFEST_TYPES:
         return None
-    if trust_tag or platform_key(_manifest_platform(client, repo, ref, found)) == want:
+    if trust_tag or oci_platform_key(_manifest_platform(client, repo, ref, found)) == want:
         return found
     return None
 

@@ -30,7 +30,7 @@ from auditwheel.libc import Libc  # type: ignore[import-untyped]
 from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from . import console, docker_engine, running
+from . import builders, console, docker_engine, running
 from .errors import BuildError, WheelTasksError
 from .files import newest_zip_time, private_file, wheels_in
 from .job import Job
@@ -264,7 +264,7 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
     """``auditwheel repair`` of the wheels (all in one folder) into ``out``."""
     client = docker_engine.client(job.engine)
     docker_engine.check_platform(job.arch, job.engine)
-    image = settings.builder(job.python)
+    image = builders.pinned(settings, job.python, job.arch)
     volumes = {
         str(wheels[0].parent.resolve()): {"bind": "/in", "mode": "ro"},
         str(out.resolve()): {"bind": "/out", "mode": "rw"},
@@ -396,7 +396,7 @@ def import_check(settings: Settings, job: Job, wheels: list[Path]) -> None:
     log = job.work.check_log
     console.progress(job.target, "import-check", f"import {', '.join(names)} on {job.platform}")
     command = ["-c", IMPORT_SCRIPT, "check", f"{job.module}=={job.version}", *names]
-    code = _run_container(client, settings.builder(job.python), job, command, volumes, environment, log)
+    code = _run_container(client, builders.pinned(settings, job.python, job.arch), job, command, volumes, environment, log)
     if code != 0:
         raise BuildError(
             f"the wheel of {job.target} does not import on {job.platform} (exit {code}); full log: {log}; "

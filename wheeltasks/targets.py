@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import platform as host_platform
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
@@ -107,6 +107,24 @@ def host_machine() -> str:
     machine = host_platform.machine()
     arch = find_arch(machine)
     return arch.machine if arch is not None else machine
+
+
+def platform_of(arch: Arch) -> dict[str, str]:
+    """The arch as an OCI platform (``{"os": "linux", "architecture": "arm", "variant": "v7"}``)."""
+    platform = {"architecture": arch.oci_architecture, "os": "linux"}
+    if arch.variant:
+        platform["variant"] = arch.variant
+    return platform
+
+
+def oci_platform_key(platform: object) -> tuple[str, str, str] | None:
+    """(os, architecture, variant) of an OCI platform, with the variants Docker assumes
+    when one is missing; None for anything that is not a platform."""
+    if not platform or not isinstance(platform, Mapping):
+        return None
+    os_name, architecture = str(platform.get("os", "")), str(platform.get("architecture", ""))
+    variant = str(platform.get("variant") or {"arm64": "v8", "arm": "v7"}.get(architecture, ""))
+    return os_name, architecture, variant
 
 
 _ARCH_LOOKUP = {
