@@ -141,6 +141,10 @@ cross() {
         --config-var "BLDSHARED=$bin/$ZIG_TARGET-cc -shared -L$prefix/lib" \
         "$host_python" /opt/wheeltasks-cross/venv
     . /opt/wheeltasks-cross/venv/bin/activate
+    # crossenv builds with its build side's setuptools, which came from ensurepip and may be
+    # older than a project needs (e.g. SPDX licenses): the index's newest, where it has one.
+    build-pip install -q --upgrade setuptools wheel \
+        || echo "wheeltasks: could not upgrade setuptools for the cross build; building with $(build-pip show setuptools 2>/dev/null | sed -n 's/^Version: //p')"
     # The target's libraries: its Python prefix (a builder's own zlib, libffi, OpenSSL) and
     # the system folders, found by -l, pkg-config and build scripts that ask for them.
     export CFLAGS="-I$prefix/include ${CFLAGS:-}"
