@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -56,3 +59,30 @@ def make_wheel(folder: Path, name: str, version: str, platform: str, payload: st
         for member, text in files.items():
             archive.writestr(zipfile.ZipInfo(member, WHEEL_TIME), text)
     return path
+
+
+# ---- end-to-end runs of the command line ---------------------------------------------------
+
+CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# The settings a test decides for itself: never taken from the environment of the run.
+_OWN_SETTINGS = ("DO_", "NO_", "WHEELS_", "PYPI_", "REGISTRY_", "JOBS", "BUILDERS", "CROSS", "BUILD_", "PIP_INDEX")
+
+
+def e2e_env(root: Path, builder_template: str, **settings: str) -> dict[str, str]:
+    """The environment of a fresh project folder on the fixture builders (Python 3.11)."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)}
+    env.update(WHEELTASKS_PROJECT_DIR=str(root), WHEELTASKS_CACHE_DIR=str(root / "cache"),
+               BUILDER_IMAGE=builder_template, PYTHON_VERSIONS="3.11")
+    if Path(CA_FILE).is_file():
+        env["CA_BUNDLE"] = CA_FILE
+    env.update(settings)
+    return env
+
+
+def wheeltasks_cli(env: dict[str, str], *args: str, timeout: int = 3000) -> subprocess.CompletedProcess[str]:
+    """``wheeltasks ARGS`` in the project of ``env``; its stderr's tail is echoed for the test log."""
+    done = subprocess.run([sys.executable, "-m", "wheeltasks", *args], cwd=env["WHEELTASKS_PROJECT_DIR"], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    sys.stderr.write(done.stderr[-5000:])
+    return done

@@ -9,7 +9,6 @@ arm64 and armv7 ones are themselves cross-built, and serve as the target roots.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,33 +17,25 @@ from typing import Any
 import pytest
 from packaging.utils import parse_wheel_filename
 
+from tests.helpers import e2e_env, wheeltasks_cli
+
 pytestmark = pytest.mark.docker
 
-CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 MACHINES = {"arm64v8": "aarch64", "armv7": "armv7l"}
 
 
 def project_env(root: Path, builder_template: str, index: str | None, **more: str) -> dict[str, str]:
-    root.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_", "JOBS", "BUILDERS", "CROSS"))}
-    env.update(WHEELTASKS_PROJECT_DIR=str(root), WHEELTASKS_CACHE_DIR=str(root / "cache"), BUILDER_IMAGE=builder_template,
-               PYTHON_VERSIONS="3.11", NO_PULL_WHEELS="1", **more)
-    if index:
-        env["PYPI_INDEX"] = index
-    if Path(CA_FILE).is_file():
-        env["CA_BUNDLE"] = CA_FILE
-    return env
+    return e2e_env(root, builder_template, NO_PULL_WHEELS="1", **({"PYPI_INDEX": index} if index else {}), **more)
 
 
-def cli(env: dict[str, str], *args: str, timeout: int = 2400) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "wheeltasks", *args, "--json"], cwd=env["WHEELTASKS_PROJECT_DIR"],
-                          env=env, capture_output=True, text=True, timeout=timeout)
-    sys.stderr.write(done.stderr[-5000:])
-    return done
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return wheeltasks_cli(env, *args, "--json")
 
 
-def jobs_of(done: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], dict[str, Any]]:
+Jobs = dict[tuple[str, str], dict[str, Any]]
+
+
+def jobs_of(done: subprocess.CompletedProcess[str]) -> Jobs:
     return {(j["module"], j["arch"]): j for j in json.loads(done.stdout)["jobs"]}
 
 
@@ -63,7 +54,7 @@ def run_in_builder(client: Any, image: str, platform: str, wheels: Path, script:
 
 
 @pytest.fixture(scope="module")
-def cross_run(tmp_path_factory: pytest.TempPathFactory, builder_template: str, index_server: str) -> tuple[Path, dict[str, Any]]:
+def cross_run(tmp_path_factory: pytest.TempPathFactory, builder_template: str, index_server: str) -> tuple[Path, Jobs]:
     """wtzlib and wtstatx (fixture index) for arm64 and armv7, cross-compiled (CROSS=always)."""
     root = tmp_path_factory.mktemp("cross")
     env = project_env(root, builder_template, index_server, CROSS="always", ARCHES="arm64v8 armv7")
@@ -74,7 +65,7 @@ def cross_run(tmp_path_factory: pytest.TempPathFactory, builder_template: str, i
 
 @pytest.mark.parametrize("arch", ["arm64v8", "armv7"])
 def test_fixture_c_extension_cross_compiles_and_imports(
-    cross_run: tuple[Path, dict[str, Any]], arch: str, docker_client: Any, builder_template: str
+    cross_run: tuple[Path, Jobs], arch: str, docker_client: Any, builder_template: str
 ) -> None:
     root, jobs = cross_run
     job = jobs[("wtzlib", arch)]
@@ -92,7 +83,7 @@ def test_fixture_c_extension_cross_compiles_and_imports(
 
 @pytest.mark.parametrize("arch", ["arm64v8", "armv7"])
 def test_cross_builds_link_only_what_the_targets_libc_has(
-    cross_run: tuple[Path, dict[str, Any]], arch: str, docker_client: Any, builder_template: str
+    cross_run: tuple[Path, Jobs], arch: str, docker_client: Any, builder_template: str
 ) -> None:
     """The fixture roots' musl is 1.2.3 (no statx); zig's own headers are 1.2.5. Built against the
     root's headers, wtstatx leaves statx out and loads; built against zig's, it would not load."""
@@ -106,7 +97,7 @@ def test_cross_builds_link_only_what_the_targets_libc_has(
 
 
 def test_cross_and_emulated_give_the_same_wheel_names(
-    cross_run: tuple[Path, dict[str, Any]], tmp_path: Path, builder_template: str, index_server: str
+    cross_run: tuple[Path, Jobs], tmp_path: Path, builder_template: str, index_server: str
 ) -> None:
     root, _ = cross_run
     env = project_env(tmp_path / "emulated", builder_template, index_server, CROSS="never", ARCHES="arm64v8")

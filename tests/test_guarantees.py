@@ -23,11 +23,11 @@ import pytest
 import requests
 
 from tests.fixtures_registry import PASSWORD, USERNAME, RegistryServer
+from tests.helpers import e2e_env, wheeltasks_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 INDEX_SECRET = "ix-Pw-7731-never-shown"
-CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def secret_forms(secret: str) -> list[bytes]:
@@ -37,31 +37,18 @@ def secret_forms(secret: str) -> list[bytes]:
 
 
 def project_env(root: Path, builder_template: str, index: str, registry: str, recipes: Path | None) -> dict[str, str]:
-    root.mkdir(parents=True, exist_ok=True)
+    env = e2e_env(root, builder_template, HOME=str(root / "home"), PYPI_INDEX=index, WHEELS_REGISTRY=registry,
+                  ARCHES="amd64")
     (root / "tasks.py").write_text("from wheeltasks import ns\n")
     if recipes is not None:
         (root / "scripts").mkdir(exist_ok=True)
         for recipe in recipes.glob("*.sh"):
             (root / "scripts" / recipe.name).write_text(recipe.read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_", "REGISTRY_"))}
-    env.update(
-        WHEELTASKS_PROJECT_DIR=str(root),
-        WHEELTASKS_CACHE_DIR=str(root / "cache"),
-        HOME=str(root / "home"),
-        BUILDER_IMAGE=builder_template,
-        PYPI_INDEX=index,
-        WHEELS_REGISTRY=registry,
-        PYTHON_VERSIONS="3.11",
-        ARCHES="amd64",
-    )
-    if Path(CA_FILE).is_file():
-        env["CA_BUNDLE"] = CA_FILE
     return env
 
 
-def run_cli(env: dict[str, str], *args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wheeltasks", *args], cwd=env["WHEELTASKS_PROJECT_DIR"], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return wheeltasks_cli(env, *args)
 
 
 class ContainerWatch:

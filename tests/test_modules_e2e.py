@@ -4,9 +4,7 @@ run that finishes when one of its jobs fails."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,10 @@ import pytest
 from packaging.utils import parse_wheel_filename
 
 from tests.fixtures_registry import RegistryServer
+from tests.helpers import e2e_env, wheeltasks_cli
 
 pytestmark = pytest.mark.docker
 
-CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The default modules this project's CI builds (README's module table says why not the others).
 CI_MODULES = {
     # module: import name
@@ -33,21 +31,12 @@ CI_MODULES = {
 COMPILED = {"cffi", "psutil", "pynacl"}
 
 
-def cli(env: dict[str, str], *args: str, timeout: int = 3000) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "wheeltasks", *args], cwd=env["WHEELTASKS_PROJECT_DIR"], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    sys.stderr.write(done.stderr[-5000:])
-    return done
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return wheeltasks_cli(env, *args)
 
 
 def project_env(root: Path, builder_template: str, **more: str) -> dict[str, str]:
-    root.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_", "JOBS"))}
-    env.update(WHEELTASKS_PROJECT_DIR=str(root), WHEELTASKS_CACHE_DIR=str(root / "cache"),
-               BUILDER_IMAGE=builder_template, PYTHON_VERSIONS="3.11", ARCHES="amd64", **more)
-    if Path(CA_FILE).is_file():
-        env["CA_BUNDLE"] = CA_FILE
-    return env
+    return e2e_env(root, builder_template, ARCHES="amd64", **more)
 
 
 @pytest.mark.network

@@ -11,7 +11,6 @@ import subprocess
 import tarfile
 import threading
 import urllib.parse
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import requests
 from packaging.version import Version
 
 from tests.fixtures_registry import PASSWORD, USERNAME, RegistryServer
+from tests.helpers import make_wheel
 from wheeltasks.errors import WheelTasksError
 from wheeltasks.images import (
     LAYER_TAR,
@@ -46,7 +46,6 @@ from wheeltasks.targets import SSL, get_arch
 pytestmark = pytest.mark.e2e
 
 INDEX_URL = "https://reader:index-token-xyz@pypi.example.org/simple/"
-WHEEL_TIME = (2024, 5, 6, 7, 8, 10)  # zip times have 2-second resolution
 
 AMD64 = get_arch("amd64")
 ARM64 = get_arch("arm64v8")
@@ -54,23 +53,6 @@ ARMV7 = get_arch("armv7")
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def make_wheel(folder: Path, name: str, version: str, platform: str, payload: str = "") -> Path:
-    """A small but well-formed wheel (fixed zip times, so the same inputs give the same bytes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-{version}-cp312-cp312-{platform}.whl"
-    dist_info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"VERSION = {version!r}\n{payload}",
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist_info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: cp312-cp312-{platform}\n",
-        f"{dist_info}/RECORD": "",
-    }
-    with zipfile.ZipFile(path, "w") as archive:
-        for member, text in files.items():
-            archive.writestr(zipfile.ZipInfo(member, WHEEL_TIME), text)
-    return path
 
 
 def wheels_for(folder: Path, arch_machine: str, payload: str = "") -> list[Path]:

@@ -19,31 +19,23 @@ from typing import Any
 import pytest
 
 from tests.fixtures_engines import ENGINE2, TestEngine, build_records
+from tests.helpers import e2e_env, wheeltasks_cli
 
 pytestmark = pytest.mark.docker
 
-CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The Dockerfile's main RUN line (native or emulated) ends so; BuildKit records RUN lines as written.
 MAIN_RUN = "/wheeltasks/build.sh native"
 
 
 def project_env(root: Path, builder_template: str, index_server: str, **more: str) -> dict[str, str]:
-    root.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_", "JOBS", "BUILDERS"))}
-    env.update(WHEELTASKS_PROJECT_DIR=str(root), WHEELTASKS_CACHE_DIR=str(root / "cache"), BUILDER_IMAGE=builder_template,
-               PYPI_INDEX=index_server, PYTHON_VERSIONS="3.11", NO_PULL_WHEELS="1", **more)
-    if Path(CA_FILE).is_file():
-        env["CA_BUNDLE"] = CA_FILE
+    env = e2e_env(root, builder_template, PYPI_INDEX=index_server, NO_PULL_WHEELS="1", **more)
     (root / "scripts").mkdir(exist_ok=True)
     (root / "scripts" / "wtdep.sh").write_text('mod_depends="wtzlib"\n')
     return env
 
 
-def cli(env: dict[str, str], *args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "wheeltasks", *args], cwd=env["WHEELTASKS_PROJECT_DIR"], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    sys.stderr.write(done.stderr[-4000:])
-    return done
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return wheeltasks_cli(env, *args)
 
 
 def wheel_digests(folder: Path) -> dict[str, str]:
