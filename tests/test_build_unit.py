@@ -251,6 +251,18 @@ def test_export_conflict_and_force(tmp_path: Path) -> None:
     assert (dest_dir / wheel.name).read_bytes() == wheel.read_bytes()
 
 
+def test_another_build_of_a_dependency_keeps_the_one_exported(tmp_path: Path) -> None:
+    """A dependency's wheel that another job (or the index) already put there is no conflict."""
+    settings = make_settings(tmp_path)
+    job = make(settings)
+    dependency = fake_wheel(job.work.repaired, "pycparser-2.22-py3-none-any.whl")
+    dest_dir = settings.wheels_dir / "amd64"
+    dest_dir.mkdir(parents=True)
+    (dest_dir / dependency.name).write_bytes(b"built by pycparser's own job")
+    export.export(settings, job, [dependency])
+    assert (dest_dir / dependency.name).read_bytes() == b"built by pycparser's own job"
+
+
 def test_export_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = make_settings(tmp_path)
     job = make(settings)

@@ -91,7 +91,7 @@ def test_a_failed_job_does_not_stop_the_run(
     results = {job["module"]: job["result"] for job in json.loads(done.stdout)["jobs"]}
     assert results == {"wtzlib": "failed", "wtdep": "dependency failed", "wtplain": "built"}
     table = [line for line in done.stderr.splitlines() if line.startswith(("job ", "wtzlib", "wtdep", "wtplain"))]
-    assert table[0].split() == ["job", "kind", "result", "time", "log"]
+    assert table[0].split() == ["job", "kind", "result", "built", "as", "time", "log"]
     assert any("dependency failed" in line for line in table)
     assert done.stderr.strip().splitlines()[-1].startswith("wheeltasks: 2 of 3 job(s) did not finish")
     assert (tmp_path / "p" / "wheels" / "amd64").is_dir()

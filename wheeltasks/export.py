@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
 from . import running
 from .errors import WheelTasksError
 from .files import copy_atomic
@@ -42,12 +44,26 @@ def export(settings: Settings, job: Job, wheels: list[Path]) -> list[Path]:
         dest = dest_dir / wheel.name
         same = dest.is_file() and sha256(dest) == sha256(wheel)
         if dest.exists() and not same and not settings.force:
-            raise WheelTasksError(
-                f"{dest} already exists with different contents: remove it or set WHEELS_FORCE=1 (--force) to replace it"
-            )
+            if not _of_module(job, wheel):
+                # Another build of a dependency at the same version (its own job's, or the
+                # index's): the one already there stays.
+                same = True
+            else:
+                raise WheelTasksError(
+                    f"{dest} already exists with different contents: remove it or set WHEELS_FORCE=1 (--force) "
+                    "to replace it"
+                )
         plan.append((wheel, dest, same))
     dest_dir.mkdir(parents=True, exist_ok=True)
     for wheel, dest, same in plan:
         if not same:
             copy_atomic(wheel, dest, running.cancelled)
     return [dest for _, dest, _ in plan]
+
+
+def _of_module(job: Job, wheel: Path) -> bool:
+    """Whether a wheel is of the job's own module (not one of its dependencies)."""
+    try:
+        return canonicalize_name(parse_wheel_filename(wheel.name)[0]) == job.module
+    except InvalidWheelFilename:
+        return True

@@ -1,2 +1,3 @@
-# cffi compiles against libffi. pycparser (pure Python) comes from the index.
+# cffi compiles against libffi; its pycparser (pure Python, a core module) comes first.
 mod_apk="libffi-dev"
+mod_depends="pycparser"
