@@ -21,7 +21,7 @@ from packaging.utils import parse_wheel_filename
 
 from tests.fixtures_docker import FIXTURE_PYTHON
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.docker
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",

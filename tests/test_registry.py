@@ -43,7 +43,7 @@ from wheeltasks.registry import (
 from wheeltasks.settings import Kind, Repository, Settings
 from wheeltasks.targets import SSL, get_arch
 
-pytestmark = pytest.mark.e2e
+# Markers come from the fixtures each test uses (conftest.py): pure tests run without servers.
 
 INDEX_URL = "https://reader:index-token-xyz@pypi.example.org/simple/"
 

@@ -342,7 +342,6 @@ def limited_client(registry: RegistryServer, tmp_path: Path, max_layer_bytes: in
     return client_for(settings_for(registry, tmp_path), tmp_path, max_layer_bytes=max_layer_bytes, timeout=30.0)
 
 
-@pytest.mark.e2e
 def test_a_gzip_bomb_layer_is_not_unpacked(registry_plain: RegistryServer, tmp_path: Path) -> None:
     good = make_wheel(tmp_path / "src", "good", "1.0", "musllinux_1_2_x86_64").read_bytes()
     layer = gzip_bomb_layer(256 * MIB, good)
@@ -367,7 +366,6 @@ def test_a_gzip_bomb_layer_is_not_unpacked(registry_plain: RegistryServer, tmp_p
     assert list(dest.iterdir()) == []  # not even the good wheel that came first: all or nothing
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize(
     "layer", [b"this is not a tar " * 100, b"\x1f\x8b\x08\x00" + b"\x00garbage" * 50, b""],
     ids=["text", "broken-gzip", "empty"],
@@ -383,7 +381,6 @@ def test_a_layer_that_is_not_a_tar(registry_plain: RegistryServer, tmp_path: Pat
     assert list(dest.iterdir()) == []
 
 
-@pytest.mark.e2e
 def test_a_layer_larger_than_the_limit(registry_plain: RegistryServer, tmp_path: Path) -> None:
     layer = bytes(range(256)) * (8 * 1024)  # 2 MiB, declared as such in the manifest
     push_layer(registry_plain, tmp_path, "large", layer)
@@ -400,7 +397,6 @@ def test_a_layer_larger_than_the_limit(registry_plain: RegistryServer, tmp_path:
     assert "sent more than 1 MiB" in str(error)
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("config", [b"not json", b"[]"], ids=["text", "list"])
 def test_a_config_that_is_not_json(registry_plain: RegistryServer, tmp_path: Path, config: bytes) -> None:
     wheel = make_wheel(tmp_path / "src", "good", "1.0", "musllinux_1_2_x86_64")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
-from .docker_engine import Endpoint
-from .engines import Route
 from .recipes import Recipe
 from .settings import Kind, Repository, Settings
 from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, module_label
 from .workdir import WorkDir
+
+if TYPE_CHECKING:  # values made by the engine clients; the model does not import them
+    from .docker_engine import Endpoint
+    from .engines import Route
 
 NO_RECIPE = Recipe()
 

@@ -11,16 +11,18 @@ import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from packaging.version import Version
 
-from .engines import Route
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
 from .recipes import Recipe, load_recipe
 from .settings import Cross, Kind, Settings, check_python
 from .targets import DEFAULT_SSL, PYALL, SSL, Arch, Target, host_machine, parse_target, runs_natively, split_targets
+
+if TYPE_CHECKING:  # the router is given (engines.router); the planner does not import the client
+    from .engines import Route
 
 # Special targets given alone that stand for the default sets.
 DEFAULT_SETS = ("all", "core")
