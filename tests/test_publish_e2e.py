@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_registry import PASSWORD, RegistryServer
+from tests.helpers import make_settings
+from wheeltasks.builders import pinned
+from wheeltasks.targets import get_arch
 
 pytestmark = pytest.mark.docker
 
@@ -134,9 +137,13 @@ def test_consumer_dockerfile_installs_from_the_wheel_image(
     env, first, _ = published
     assert first.returncode == 0
     image = f"{env['WHEELS_REGISTRY']}/python-musl-wheels:wtdep1.0.0-py3.11"
+    # The arm64 builder by its digest: the engine keeps one image per tag, and an earlier test
+    # may have left the tag on the amd64 image, which the docker driver would take as it is.
+    builder = pinned(make_settings(tmp_path, {"BUILDER_IMAGE": builder_template}), "3.11", get_arch("arm64v8"))
+    assert "@sha256:" in builder
     (tmp_path / "Dockerfile").write_text(
         f"FROM --platform=$TARGETPLATFORM {image} AS w\n"
-        f"FROM {builder_template.format(python='3.11')}\n"
+        f"FROM {builder}\n"
         "COPY --from=w / /wheels/\n"
         "RUN python3 -m pip install --no-index --find-links /wheels wtdep"
         " && python3 -c 'import wtdep, wtzlib, platform; print(\"CONSUMED\", platform.machine())'\n"
