@@ -4,6 +4,7 @@
 #
 #   build.sh setup    check the stage's Python; install build tools where apk can
 #   build.sh native   build in the target platform's own builder (natively or under QEMU)
+#   build.sh toolchain  make the cross toolchain of one target (zig wrappers, crossenv)
 #   build.sh cross    build in the build platform's builder with a cross toolchain, against
 #                     the target builder's root mounted at $SYSROOT (never run: no QEMU)
 #
@@ -106,27 +107,33 @@ target_python() {
     fail "no python$PYTHON in the target builder's root ($SYSROOT/usr/local/bin, /opt/*/bin, /usr/bin)"
 }
 
-cross() {
-    environment
-    say "building $LABEL $VERSION for Python $PYTHON on $TARGETPLATFORM ($KIND, cross-compiled on $BUILDPLATFORM for $ZIG_TARGET)"
-    # Alpine target roots get their C library's headers and the declared packages from the
-    # target's own repositories and keys, installed natively by this stage's apk.
+# Alpine target roots get their C library's headers and the declared packages ($1) from
+# the target's own repositories and keys, installed natively by this stage's apk into the
+# root (a read-write mount: what is installed lasts one RUN).
+target_packages() {
     if command -v apk >/dev/null 2>&1 && [ -f "$SYSROOT/etc/apk/repositories" ]; then
-        say "apk add --root $SYSROOT --arch $ALPINE_ARCH musl-dev ${APK:-}"
+        say "apk add --root $SYSROOT --arch $ALPINE_ARCH musl-dev $*"
         apk add --root "$SYSROOT" --arch "$ALPINE_ARCH" --keys-dir "$SYSROOT/etc/apk/keys" \
-            --repositories-file "$SYSROOT/etc/apk/repositories" --no-scripts --no-cache musl-dev ${APK:-}
-    elif [ -n "${APK:-}" ]; then
-        say "the target root has no apk: not installing $APK (the target builder must already have them)"
+            --repositories-file "$SYSROOT/etc/apk/repositories" --no-scripts --no-cache musl-dev "$@"
+    elif [ "$#" -gt 0 ]; then
+        say "the target root has no apk: not installing $* (the target builder must already have them)"
     fi
+}
+
+# The cross toolchain of one target: zig wrappers and the crossenv over the target's
+# Python, in $CROSS_DIR. It depends on the two builders only, so it is a layer of its own
+# that every job of the same target reuses.
+toolchain() {
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi
+    if [ -s /run/secrets/pipindex ]; then PIP_INDEX_URL=$(cat /run/secrets/pipindex); fi
+    if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi
+    say "cross toolchain for $ZIG_TARGET against ${BUILDER}"
+    target_packages
     zig=$(python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
-    export ZIG_GLOBAL_CACHE_DIR=/root/.cache/zig
-    # BUILD_NO_CACHE: compile everything again (zig caches objects, not only its runtime).
-    if [ -n "${NO_CACHE:-}" ]; then ZIG_GLOBAL_CACHE_DIR=$(mktemp -d); fi
-    bin=/opt/wheeltasks-cross/bin
-    sh "$LIB_DIR/toolchain.sh" "$bin" "$ZIG_TARGET" "$SYSROOT" "$zig" "$ALPINE_ARCH" $ZIG_CPU
-    PATH=$bin:$PATH
+    sh "$LIB_DIR/toolchain.sh" "$CROSS_DIR/bin" "$ZIG_TARGET" "$SYSROOT" "$zig" "$ALPINE_ARCH" $ZIG_CPU
     host_python=$(target_python)
     prefix=${host_python%/bin/*}
+    bin=$CROSS_DIR/bin
     # The target's build description names its own compiler and -L<prefix>/lib, a folder
     # of this stage too (with the build platform's libraries): crossenv gets the cross
     # tools and link commands that name the target root only.
@@ -134,17 +141,32 @@ cross() {
     # wheels ensurepip bundles, so no index needs to have them.
     bundled=$(python3 -c 'import ensurepip, os; print(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled"))' \
         2>/dev/null || true)
-    PIP_FIND_LINKS="$IMPORTS_DIR $bundled" python3 -m crossenv --machine "$MACHINE" --sysroot "$SYSROOT" \
+    PIP_FIND_LINKS="$bundled" python3 -m crossenv --machine "$MACHINE" --sysroot "$SYSROOT" \
         --cc "$bin/$ZIG_TARGET-cc" --cxx "$bin/$ZIG_TARGET-c++" --ar "$bin/$ZIG_TARGET-ar" \
         --config-var "LDSHARED=$bin/$ZIG_TARGET-cc -shared -L$prefix/lib" \
         --config-var "LDCXXSHARED=$bin/$ZIG_TARGET-c++ -shared -L$prefix/lib" \
         --config-var "BLDSHARED=$bin/$ZIG_TARGET-cc -shared -L$prefix/lib" \
-        "$host_python" /opt/wheeltasks-cross/venv
-    . /opt/wheeltasks-cross/venv/bin/activate
+        "$host_python" "$CROSS_DIR/venv"
+    . "$CROSS_DIR/venv/bin/activate"
     # crossenv builds with its build side's setuptools, which came from ensurepip and may be
     # older than a project needs (e.g. SPDX licenses): the index's newest, where it has one.
     build-pip install -q --upgrade setuptools wheel \
         || echo "wheeltasks: could not upgrade setuptools for the cross build; building with $(build-pip show setuptools 2>/dev/null | sed -n 's/^Version: //p')"
+    echo "$prefix" >"$CROSS_DIR/prefix"
+}
+
+cross() {
+    environment
+    say "building $LABEL $VERSION for Python $PYTHON on $TARGETPLATFORM ($KIND, cross-compiled on $BUILDPLATFORM for $ZIG_TARGET)"
+    target_packages ${APK:-}
+    # BUILD_NO_CACHE: compile the module again. zig keeps the objects of what it compiles
+    # in its local cache (a fresh one here) and its own runtime for the target (compiler_rt,
+    # libc stubs: the toolchain, like the builder's gcc) in the global one, which stays.
+    if [ -n "${NO_CACHE:-}" ]; then export ZIG_LOCAL_CACHE_DIR="$(mktemp -d)"; fi
+    bin=$CROSS_DIR/bin
+    PATH=$bin:$PATH
+    prefix=$(cat "$CROSS_DIR/prefix")
+    . "$CROSS_DIR/venv/bin/activate"
     # The target's libraries: its Python prefix (a builder's own zlib, libffi, OpenSSL) and
     # the system folders, found by -l, pkg-config and build scripts that ask for them.
     export CFLAGS="-I$prefix/include ${CFLAGS:-}"
@@ -171,6 +193,7 @@ cross() {
 case ${1:-} in
     setup) shift; setup "$@" ;;
     native) native ;;
+    toolchain) toolchain ;;
     cross) cross ;;
-    *) fail "usage: build.sh setup [cross] | native | cross" ;;
+    *) fail "usage: build.sh setup [cross] | toolchain | native | cross" ;;
 esac
