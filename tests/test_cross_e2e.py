@@ -72,6 +72,7 @@ def test_fixture_c_extension_cross_compiles_and_imports(
     assert (job["mode"], job["built_as"], job["fell_back"]) == ("cross", "cross", None)
     assert {"build", "repair", "import-check"} <= job["step_seconds"].keys()  # repair and check timed apart
     log = Path(job["work_dir"]) / "build-cross.log"
+    assert job["log"] == str(log)  # the report (and the run's table) names the cross build's log
     assert "cross-compiled on linux/amd64" in log.read_text()
     wheel = next((root / "wheels" / arch).glob("wtzlib-*.whl"))
     assert platform_tags(wheel) == {f"musllinux_1_2_{MACHINES[arch]}"}
@@ -136,6 +137,7 @@ def test_a_failed_cross_build_falls_back_under_auto_and_fails_under_always(
     job = jobs_of(done)[("wtzlib", "arm64v8")]
     assert (job["mode"], job["built_as"]) == ("cross", "emulated")
     assert "WTMARKER cross fails" in job["fell_back"]  # the reason, with the cross log's tail
+    assert job["log"] == str(Path(job["work_dir"]) / "build.log")  # the emulated build's, which came last
     assert "1 cross build(s) fell back to emulation" in done.stderr
     assert next((tmp_path / "auto" / "wheels" / "arm64v8").glob("wtzlib-*musllinux_1_2_aarch64.whl"))
 

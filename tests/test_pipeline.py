@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,22 @@ def test_workdir_state_changes(tmp_path: Path) -> None:
     assert sorted(p.name for p in work.root.iterdir()) == ["built"]  # no staging left
     work.discard(work.staging("repaired"))
     assert sorted(p.name for p in work.root.iterdir()) == ["built"]
+
+
+def test_the_last_build_log_is_the_newest(tmp_path: Path) -> None:
+    """A cross build writes build-cross.log: the report names it, unless a later build
+    (the emulated retry, or a later run) wrote build.log after it."""
+    work = WorkDir(tmp_path / "w")
+    assert work.last_build_log is None
+    work.root.mkdir(parents=True)
+    work.cross_log.write_text("cross")
+    assert work.last_build_log == work.cross_log
+    work.build_log.write_text("emulated")
+    os.utime(work.cross_log, ns=(1, 1))
+    assert work.last_build_log == work.build_log
+    os.utime(work.build_log, ns=(1, 1))
+    os.utime(work.cross_log, ns=(2, 2))  # a later run cross-built over an old build.log
+    assert work.last_build_log == work.cross_log
 
 
 def job_of(settings: Settings, module: str, kind: Kind = Kind.NO_SHARED, depends: tuple[Job, ...] = ()) -> Job:

@@ -97,8 +97,7 @@ class JobResult:
 
     @property
     def log(self) -> Path | None:
-        log = self.job.work.build_log
-        return log if log.exists() else None
+        return self.job.work.last_build_log
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -449,7 +448,8 @@ class Runner:
         with self._lock:
             results = [r for r in self.report.results if r.started and not r.ended]
         for r in results:
-            last = console.last_line(r.job.work.build_log) if r.state == "build" else ""
+            log = r.job.work.last_build_log if r.state == "build" else None
+            last = console.last_line(log) if log else ""
             lines.append(f"  {r.state:<13} {now - r.started:6.0f}s  {r.job.target}  {last}")
         return lines
 

@@ -15,6 +15,7 @@ new state makes stale are removed in the same place.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,16 @@ class WorkDir:
     def cross_log(self) -> Path:
         """The log of a cross build (kept beside build.log when an emulated build followed)."""
         return self.root / "build-cross.log"
+
+    @property
+    def last_build_log(self) -> Path | None:
+        """The log of the latest build: a cross build's, or the one after it (an emulated
+        retry, or a later run's build); None before any build."""
+        logs = []
+        for log in (self.build_log, self.cross_log):
+            with contextlib.suppress(FileNotFoundError):
+                logs.append((log.stat().st_mtime_ns, log))
+        return max(logs)[1] if logs else None
 
     @property
     def repair_log(self) -> Path:
