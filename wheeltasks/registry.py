@@ -83,6 +83,19 @@ class Manifest(NamedTuple):
         return value if isinstance(value, dict) else {}
 
 
+@dataclass(frozen=True, eq=False)
+class _Call:
+    """One request: a success's body is read within ``limit`` bytes, into ``sink`` if given."""
+
+    method: str
+    url: str
+    params: Mapping[str, str] | None = None
+    data: bytes | None = None
+    headers: Mapping[str, str] | None = None
+    limit: int = ERROR_BODY_LIMIT
+    sink: BinaryIO | None = None
+
+
 @dataclass(frozen=True)
 class Answer:
     """One HTTP exchange with a registry, its body read within the bounds."""
@@ -488,7 +501,8 @@ class RegistryClient:
         deadline = remote.Deadline(self.timeout)
         try:
             url = target if "://" in target else self.base_url + target
-            return self._send(method, repo, url, actions, deadline, params, data, headers, limit, sink)
+            call = _Call(method, url, params, data, headers, limit, sink)
+            return self._send(call, repo, actions, deadline)
         except remote.DeadlineExceeded:
             raise RemoteError(
                 f"registry {self.registry} did not finish answering within {self.timeout:g} s when trying to "
@@ -501,19 +515,7 @@ class RegistryClient:
                 f"stopped reading; {hint}"
             ) from None
 
-    def _send(
-        self,
-        method: str,
-        repo: str,
-        url: str,
-        actions: str,
-        deadline: remote.Deadline,
-        params: Mapping[str, str] | None,
-        data: bytes | None,
-        headers: Mapping[str, str] | None,
-        limit: int,
-        sink: BinaryIO | None,
-    ) -> Answer:
+    def _send(self, call: _Call, repo: str, actions: str, deadline: remote.Deadline) -> Answer:
         challenged = False
         attempt = 0
         while True:
@@ -521,8 +523,8 @@ class RegistryClient:
             try:
                 # A URL the registry sent (an upload location) may be elsewhere, e.g. signed
                 # storage: credentials and tokens go only to the registry itself.
-                auth = self._auth_header(repo, actions, deadline) if self._on_registry(url) else ""
-                answer = self._exchange(method, url, deadline, params, data, headers, auth, limit, sink)
+                auth = self._auth_header(repo, actions, deadline) if self._on_registry(call.url) else ""
+                answer = self._exchange(call, deadline, auth)
             except _Unreachable as exc:
                 if attempt >= self.tries or not self._pause(self.backoff * 2 ** (attempt - 1), deadline):
                     raise RemoteError(
@@ -550,25 +552,15 @@ class RegistryClient:
         self._sleep(seconds)
         return True
 
-    def _exchange(
-        self,
-        method: str,
-        url: str,
-        deadline: remote.Deadline,
-        params: Mapping[str, str] | None,
-        data: bytes | None,
-        headers: Mapping[str, str] | None,
-        auth: str,
-        limit: int,
-        sink: BinaryIO | None,
-    ) -> Answer:
+    def _exchange(self, call: _Call, deadline: remote.Deadline, auth: str) -> Answer:
         """One request and its answer on a daemon thread (see remote.call); a success's body is
-        read within ``limit`` (into ``sink`` if given), an error's only for its detail."""
+        read within ``call.limit`` (into ``call.sink`` if given), an error's only for its detail."""
+        sink = call.sink
 
         def run() -> Answer:
             with self._session.request(
-                method, url, params=params, data=data, headers=headers, auth=_HeaderAuth(auth),
-                timeout=deadline.timeout(), stream=True,
+                call.method, call.url, params=call.params, data=call.data, headers=call.headers,
+                auth=_HeaderAuth(auth), timeout=deadline.timeout(), stream=True,
             ) as response:  # fmt: skip
                 body = b""
                 if not 200 <= response.status_code < 300:
@@ -576,9 +568,9 @@ class RegistryClient:
                 elif sink is not None:
                     sink.seek(0)
                     sink.truncate()
-                    remote.read_body(response, deadline, limit, sink)
+                    remote.read_body(response, deadline, call.limit, sink)
                 else:
-                    body = remote.read_body(response, deadline, limit)
+                    body = remote.read_body(response, deadline, call.limit)
                 return Answer(response.status_code, response.headers, body, response.url, response.links)
 
         try:
@@ -594,7 +586,7 @@ class RegistryClient:
         except requests.RequestException as exc:  # a redirect loop, a Location that is no URL...
             raise RemoteError(
                 f"registry {self.registry} sent an answer that cannot be followed ({type(exc).__name__}) "
-                f"for {urlsplit(url).path}: check the registry"
+                f"for {urlsplit(call.url).path}: check the registry"
             ) from None
 
     def _retry_after(self, answer: Answer, attempt: int) -> float:
@@ -652,7 +644,7 @@ class RegistryClient:
             params["service"] = self._bearer["service"]
         auth = _basic(self._credentials) if self._credentials else ""
         try:
-            answer = self._exchange("GET", self._bearer["realm"], deadline, params, None, None, auth, TOKEN_LIMIT, None)
+            answer = self._exchange(_Call("GET", self._bearer["realm"], params, limit=TOKEN_LIMIT), deadline, auth)
         except _Unreachable as exc:
             raise RemoteError(
                 f"the token service of registry {self.registry} is not reachable ({exc}): "
