@@ -129,7 +129,7 @@ def _run_logged(command: list[str], log_file: Path, job: Job) -> tuple[int, floa
     with log_file.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = running.start(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             with running.process(process):
                 while True:
@@ -139,7 +139,7 @@ def _run_logged(command: list[str], log_file: Path, job: Job) -> tuple[int, floa
                     except subprocess.TimeoutExpired:
                         console.progress(job.target, "build", f"still building after {time.monotonic() - started:.0f} s")
         except BaseException:
-            process.kill()
+            running.kill(process)
             process.wait()
             raise
         if running.cancelled.is_set():
