@@ -21,7 +21,7 @@ setup() {
     have=$(python_version) || fail "${BUILDER} has no working python3; fix the builder image template"
     [ "$have" = "$PYTHON" ] \
         || fail "${BUILDER} runs Python $have, not ${PYTHON}: fix the builder image template (BUILDER_IMAGE)"
-    if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca PIP_CERT=/run/secrets/ca; fi
+    secrets
     if command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then
         say "build tools present in ${BUILDER}"
     elif command -v apk >/dev/null 2>&1; then
@@ -38,16 +38,21 @@ setup() {
     fi
 }
 
-environment() {
-    LABEL=${LABEL:-$MODULE}
-    MODULE_NAME=$MODULE MODULE_VERSION=$VERSION SSL_LIBRARY=$SSL
-    export LABEL MODULE VERSION PYTHON SSL KIND MODULE_NAME MODULE_VERSION SSL_LIBRARY
+# The CA bundle and the index (its full URL from the secret when it holds credentials).
+secrets() {
     if [ -s /run/secrets/ca ]; then
         export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca \
                CARGO_HTTP_CAINFO=/run/secrets/ca CURL_CA_BUNDLE=/run/secrets/ca
     fi
     if [ -s /run/secrets/pipindex ]; then PIP_INDEX_URL=$(cat /run/secrets/pipindex); fi
     if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi
+}
+
+environment() {
+    LABEL=${LABEL:-$MODULE}
+    MODULE_NAME=$MODULE MODULE_VERSION=$VERSION SSL_LIBRARY=$SSL
+    export LABEL MODULE VERSION PYTHON SSL KIND MODULE_NAME MODULE_VERSION SSL_LIBRARY
+    secrets
     if [ -n "${NO_CACHE:-}" ]; then export PIP_NO_CACHE_DIR=1 CCACHE_DISABLE=1; fi
     for d in /usr/lib/ccache/bin /usr/lib/ccache; do
         if [ -d "$d" ]; then PATH="$d:$PATH"; break; fi
@@ -124,16 +129,14 @@ target_packages() {
 # Python, in $CROSS_DIR. It depends on the two builders only, so it is a layer of its own
 # that every job of the same target reuses.
 toolchain() {
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi
-    if [ -s /run/secrets/pipindex ]; then PIP_INDEX_URL=$(cat /run/secrets/pipindex); fi
-    if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi
+    secrets
     say "cross toolchain for $ZIG_TARGET against ${BUILDER}"
     target_packages
     zig=$(python3 -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
-    sh "$LIB_DIR/toolchain.sh" "$CROSS_DIR/bin" "$ZIG_TARGET" "$SYSROOT" "$zig" "$ALPINE_ARCH" $ZIG_CPU
+    bin=$CROSS_DIR/bin
+    sh "$LIB_DIR/toolchain.sh" "$bin" "$ZIG_TARGET" "$SYSROOT" "$zig" "$ALPINE_ARCH" $ZIG_CPU
     host_python=$(target_python)
     prefix=${host_python%/bin/*}
-    bin=$CROSS_DIR/bin
     # The target's build description names its own compiler and -L<prefix>/lib, a folder
     # of this stage too (with the build platform's libraries): crossenv gets the cross
     # tools and link commands that name the target root only.
