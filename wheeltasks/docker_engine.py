@@ -18,22 +18,10 @@ import docker.errors
 import docker.tls
 from docker.utils import kwargs_from_env
 
-from .errors import RemoteError, WheelTasksError
+from .errors import RemoteError, WheelTasksError, first_line
 from .targets import Arch, find_arch, host_machine, runs_natively
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-
-# The qemu-user binfmt handler (``/proc/sys/fs/binfmt_misc/qemu-<name>``) per machine.
-QEMU_NAMES: dict[str, str] = {
-    "x86_64": "x86_64",
-    "aarch64": "aarch64",
-    "armv7l": "arm",
-    "armv6l": "arm",
-    "i686": "i386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
 
 # Seconds one call to an engine may take (docker-py's own default); a node that does
 # not answer in that time is reported as unreachable rather than waited for.
@@ -88,7 +76,7 @@ def client(endpoint: Endpoint | None = None) -> docker.DockerClient:
     except docker.errors.DockerException as exc:
         look = f"`docker context inspect {endpoint.context}`" if endpoint.context else "the buildx node's endpoint"
         raise RemoteError(
-            f"the Docker engine at {endpoint} does not answer ({_first_line(exc)}): start it, fix {look}, or change BUILDERS"
+            f"the Docker engine at {endpoint} does not answer ({first_line(exc)}): start it, fix {look}, or change BUILDERS"
         ) from exc
     return engine
 
@@ -104,7 +92,7 @@ def _default_client() -> docker.DockerClient:
         engine = docker.from_env()
         engine.ping()
     except docker.errors.DockerException as exc:
-        raise WheelTasksError(f"{hint} ({_first_line(exc)})") from exc
+        raise WheelTasksError(f"{hint} ({first_line(exc)})") from exc
     return engine
 
 
@@ -156,9 +144,9 @@ def buildx_version() -> str:
             ["docker", "buildx", "version"], capture_output=True, text=True, check=False, timeout=60
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WheelTasksError(f"{hint} ({_first_line(exc)})") from exc
+        raise WheelTasksError(f"{hint} ({first_line(exc)})") from exc
     if done.returncode != 0:
-        raise WheelTasksError(f"{hint} ({_first_line(done.stderr or done.stdout)})")
+        raise WheelTasksError(f"{hint} ({first_line(done.stderr or done.stdout)})")
     return done.stdout.strip()
 
 
@@ -166,7 +154,7 @@ def platform_problem(arch: Arch, machine: str, binfmt_dir: Path = BINFMT_DIR) ->
     """Why containers of ``arch`` cannot run on a ``machine`` host, or None when they can."""
     if runs_natively(arch, machine):
         return None
-    name = f"qemu-{QEMU_NAMES.get(arch.machine, arch.machine)}"
+    name = f"qemu-{arch.qemu}"
     fix = (
         "install qemu-user-static and binfmt-support, mount binfmt_misc "
         f"(`mount -t binfmt_misc binfmt_misc {binfmt_dir}`) and run `update-binfmts --enable`"
@@ -212,8 +200,3 @@ def check_build(arch: Arch, endpoint: Endpoint | None = None) -> None:
     client(endpoint)
     buildx_version()
     check_platform(arch, endpoint)
-
-
-def _first_line(value: object) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else type(value).__name__

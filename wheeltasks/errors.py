@@ -44,3 +44,9 @@ class RemoteError(WheelTasksError):
     """A remote service (index, registry, token service) failed, timed out or was unreachable."""
 
     exit_code = REMOTE_FAILED
+
+
+def first_line(value: object) -> str:
+    """The first line of an error's text (or its type when it has none), for one-line messages."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 
 from .errors import WheelTasksError
-from .targets import SSL, Arch, get_arch
+from .targets import ARCH_NAMES, SSL, Arch, get_arch
 
 
 class Kind(enum.Enum):
@@ -92,7 +92,6 @@ DEFAULT_MODULES = (
     "lxml", "misaka", "mysqlclient", "paramiko-openssl", "paramiko-libressl", "psutil", "psycopg2-binary",
     "PyNaCl", "pyOpenSSL", "python-hosts", "setuptools-rust",
 )
-ALL_ARCHES = ("amd64", "arm64v8", "armv7", "armv6", "i386", "ppc64le", "s390x", "riscv64")
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class Settings:
     modules: tuple[str, ...] = DEFAULT_MODULES
     core_modules: tuple[str, ...] = DEFAULT_CORE_MODULES
     python_versions: tuple[str, ...] = DEFAULT_PYTHONS
-    arches: tuple[str, ...] = ALL_ARCHES
+    arches: tuple[str, ...] = ARCH_NAMES
     ssl_modules: tuple[str, ...] = ("cryptography",)
     # arch:ssl pairs that are never built.
     exclude: tuple[str, ...] = ("s390x:libressl",)

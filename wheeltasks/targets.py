@@ -49,18 +49,57 @@ DEFAULT_SSL = SSL.OPENSSL
 
 
 @dataclass(frozen=True)
+class ArmBaseline:
+    """What 32-bit ARM code may need on a platform's baseline CPU, in the terms of the ARM
+    ABI's build attributes (``.ARM.attributes``): the allowed ``Tag_CPU_arch`` and
+    ``Tag_FP_arch`` values, and whether NEON (``Tag_Advanced_SIMD_arch``) may be used."""
+
+    describe: str
+    cpu_archs: frozenset[int]
+    fp_archs: frozenset[int]
+    neon: bool = False
+
+
+# ARMv6KZ (the ARM1176 of the first Raspberry Pis) and ARMv6K code; VFPv2. Not ARMv6T2
+# (Thumb-2), which the ARM1176 lacks.
+ARMV6_BASELINE = ArmBaseline("ARMv6 (ARM1176, VFPv2)", frozenset({0, 1, 2, 3, 4, 5, 6, 7, 9}), frozenset({0, 1, 2}))
+# Alpine's armv7: ARMv7-A with VFPv3-D16, no NEON.
+ARMV7_BASELINE = ArmBaseline(
+    "ARMv7-A (VFPv3-D16, no NEON)", frozenset(range(11)), frozenset({0, 1, 2, 4})
+)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Arch:
-    """A CPU architecture: its name in targets and tags, aliases, Docker platform, machine,
-    and how a cross toolchain names it (zig's target and CPU, Rust's target, Alpine's arch)."""
+    """A CPU architecture and every name it goes by: in targets and tags (``name``, ``aliases``),
+    to Docker (``platform``), to Python and wheels (``machine``), to musl (``ldso``: the loader
+    ``/lib/ld-musl-<ldso>.so.1``; ``alpine``: Alpine's arch, which names its libc
+    ``libc.musl-<alpine>.so.1``), to a cross toolchain (zig's target and CPU flags, Rust's
+    target, the multiarch triplet CPython and Debian use for musl), to Debian (its arch and
+    gnu triplet, for roots made from Debian's packages) and to QEMU (the binfmt handler
+    ``qemu-<qemu>``, and the CPU an emulated check runs on where QEMU's default is newer than
+    the platform's baseline). This table is the one home of these facts: the build stages
+    and the fixture builders read them from :func:`shell_facts`.
+    """
 
     name: str
-    aliases: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
     platform: str
     machine: str
     zig_target: str
+    zig_cpu: str = ""  # zig cc flags choosing the CPU, where zig's default for the triple is wrong
     rust_target: str
     alpine: str
-    zig_cpu: str = ""  # zig cc flags choosing the CPU, where zig's default for the triple is wrong
+    ldso: str
+    multiarch: str
+    debian: str
+    debian_gnu: str
+    qemu: str
+    qemu_cpu: str = ""
+    # auditwheel's name of the machine, where auditwheel has no policy of its own for it
+    auditwheel: str = ""
+    # 32-bit ARM: the most its wheels' code may need (checked on the host, verify.py)
+    arm: ArmBaseline | None = None
 
     @property
     def variant(self) -> str | None:
@@ -71,24 +110,73 @@ class Arch:
     def oci_architecture(self) -> str:
         return self.platform.split("/")[1]
 
+    @property
+    def auditwheel_machine(self) -> str:
+        return self.auditwheel or self.machine
+
 
 ARCHES: tuple[Arch, ...] = (
-    Arch("amd64", ("x86_64",), "linux/amd64", "x86_64", "x86_64-linux-musl", "x86_64-unknown-linux-musl", "x86_64"),
-    Arch("arm64v8", ("arm64", "aarch64"), "linux/arm64/v8", "aarch64", "aarch64-linux-musl",
-         "aarch64-unknown-linux-musl", "aarch64"),
+    Arch(name="amd64", aliases=("x86_64",), platform="linux/amd64", machine="x86_64",
+         zig_target="x86_64-linux-musl", rust_target="x86_64-unknown-linux-musl", alpine="x86_64", ldso="x86_64",
+         multiarch="x86_64-linux-musl", debian="amd64", debian_gnu="x86_64-linux-gnu", qemu="x86_64"),
+    Arch(name="arm64v8", aliases=("arm64", "aarch64"), platform="linux/arm64/v8", machine="aarch64",
+         zig_target="aarch64-linux-musl", rust_target="aarch64-unknown-linux-musl", alpine="aarch64", ldso="aarch64",
+         multiarch="aarch64-linux-musl", debian="arm64", debian_gnu="aarch64-linux-gnu", qemu="aarch64"),
     # zig's 32-bit ARM baseline is ARMv7-A with NEON and 32 FP registers; Alpine's armv7 has
-    # neither (VFPv3-D16), and its armhf is an ARMv6 (the first Raspberry Pi's CPU).
-    Arch("armv7", ("arm", "armv7l"), "linux/arm/v7", "armv7l", "arm-linux-musleabihf",
-         "armv7-unknown-linux-musleabihf", "armv7",
-         "-Xclang -target-feature -Xclang -neon -Xclang -target-feature -Xclang -d32"),
-    Arch("armv6", ("armhf", "armv6l"), "linux/arm/v6", "armv6l", "arm-linux-musleabihf",
-         "arm-unknown-linux-musleabihf", "armhf", "-mcpu=arm1176jzf_s"),
-    Arch("i386", ("386", "i686"), "linux/386", "i686", "x86-linux-musl", "i686-unknown-linux-musl", "x86", "-mcpu=i686"),
-    Arch("ppc64le", (), "linux/ppc64le", "ppc64le", "powerpc64le-linux-musl", "powerpc64le-unknown-linux-musl",
-         "ppc64le"),
-    Arch("s390x", (), "linux/s390x", "s390x", "s390x-linux-musl", "s390x-unknown-linux-musl", "s390x"),
-    Arch("riscv64", (), "linux/riscv64", "riscv64", "riscv64-linux-musl", "riscv64gc-unknown-linux-musl", "riscv64"),
+    # neither (VFPv3-D16), and its armhf is an ARMv6 (the first Raspberry Pi's CPU). Given as
+    # zig's own -mcpu, so zig's runtime for the target (compiler_rt, memcpy) is built for the
+    # same CPU as the module: clang-only flags (-Xclang -target-feature) leave it NEON.
+    Arch(name="armv7", aliases=("arm", "armv7l"), platform="linux/arm/v7", machine="armv7l",
+         zig_target="arm-linux-musleabihf", zig_cpu="-mcpu=generic+v7a+vfp3d16-neon-d32",
+         rust_target="armv7-unknown-linux-musleabihf", alpine="armv7", ldso="armhf",
+         multiarch="arm-linux-musleabihf", debian="armhf", debian_gnu="arm-linux-gnueabihf", qemu="arm",
+         arm=ARMV7_BASELINE),
+    # auditwheel has no armv6l policy and files 32-bit ARM under armv7l (the same musl ABI);
+    # QEMU's default ARM CPU is newer than ARMv6 and would hide ARMv7 instructions.
+    Arch(name="armv6", aliases=("armhf", "armv6l"), platform="linux/arm/v6", machine="armv6l",
+         zig_target="arm-linux-musleabihf", zig_cpu="-mcpu=arm1176jzf_s",
+         rust_target="arm-unknown-linux-musleabihf", alpine="armhf", ldso="armhf",
+         multiarch="arm-linux-musleabihf", debian="armhf", debian_gnu="arm-linux-gnueabihf", qemu="arm",
+         qemu_cpu="arm1176", auditwheel="armv7l", arm=ARMV6_BASELINE),
+    # zig calls 32-bit x86 "x86"; musl, Debian and CPython call it i386, wheels i686.
+    Arch(name="i386", aliases=("386", "i686"), platform="linux/386", machine="i686",
+         zig_target="x86-linux-musl", zig_cpu="-mcpu=i686", rust_target="i686-unknown-linux-musl", alpine="x86",
+         ldso="i386", multiarch="i386-linux-musl", debian="i386", debian_gnu="i386-linux-gnu", qemu="i386"),
+    # Alpine's ppc64le baseline is POWER8; QEMU's default CPU is newer.
+    Arch(name="ppc64le", platform="linux/ppc64le", machine="ppc64le",
+         zig_target="powerpc64le-linux-musl", rust_target="powerpc64le-unknown-linux-musl", alpine="ppc64le",
+         ldso="powerpc64le", multiarch="powerpc64le-linux-musl", debian="ppc64el",
+         debian_gnu="powerpc64le-linux-gnu", qemu="ppc64le", qemu_cpu="power8"),
+    Arch(name="s390x", platform="linux/s390x", machine="s390x",
+         zig_target="s390x-linux-musl", rust_target="s390x-unknown-linux-musl", alpine="s390x", ldso="s390x",
+         multiarch="s390x-linux-musl", debian="s390x", debian_gnu="s390x-linux-gnu", qemu="s390x"),
+    Arch(name="riscv64", platform="linux/riscv64", machine="riscv64",
+         zig_target="riscv64-linux-musl", rust_target="riscv64gc-unknown-linux-musl", alpine="riscv64",
+         ldso="riscv64", multiarch="riscv64-linux-musl", debian="riscv64", debian_gnu="riscv64-linux-gnu",
+         qemu="riscv64"),
 )
+
+ARCH_NAMES: tuple[str, ...] = tuple(a.name for a in ARCHES)
+
+
+def shell_facts(arch: Arch) -> dict[str, str]:
+    """The arch's facts as the shell side (build stages, fixture builders) names them."""
+    return {
+        "ARCH": arch.name,
+        "PLATFORM": arch.platform,
+        "MACHINE": arch.machine,
+        "ZIG_TARGET": arch.zig_target,
+        "ZIG_CPU": arch.zig_cpu,
+        "RUST_TARGET": arch.rust_target,
+        "ALPINE_ARCH": arch.alpine,
+        "LDSO": arch.ldso,
+        "MULTIARCH": arch.multiarch,
+        "DEBIAN_ARCH": arch.debian,
+        "DEBIAN_GNU": arch.debian_gnu,
+        "QEMU": arch.qemu,
+        "QEMU_CPU": arch.qemu_cpu,
+    }
+
 
 # Machines a CPU runs without emulation besides its own (32-bit modes of 64-bit CPUs).
 NATIVE_ALSO: dict[str, frozenset[str]] = {

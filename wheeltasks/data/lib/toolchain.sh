@@ -1,11 +1,14 @@
 #!/bin/sh
 # Write a zig-based cross toolchain for a musl target root:
-#   toolchain.sh BINDIR TRIPLE SYSROOT ZIG ALPINE_ARCH [CPU FLAGS...]
-# gives BINDIR/TRIPLE-{cc,c++,ar,ranlib,readelf,strip} and BINDIR/TRIPLE.libc (zig's
-# libc paths file). ZIG is the `zig` binary of the `ziglang` wheel; TRIPLE is zig's
-# (aarch64-linux-musl, arm-linux-musleabihf, ...); ALPINE_ARCH is Alpine's name of the
-# target (aarch64, armv7, armhf, x86, ...), which names its libc. POSIX sh: it runs in
-# the build stage of an Alpine or other musl image.
+#   toolchain.sh BINDIR SYSROOT ZIG
+# gives BINDIR/$ZIG_TARGET-{cc,c++,ar,ranlib,ld,readelf,strip} and BINDIR/$ZIG_TARGET.libc
+# (zig's libc paths file). ZIG is the `zig` binary of the `ziglang` wheel. The target comes
+# from the environment, as wheeltasks.targets.shell_facts names it: ZIG_TARGET (zig's
+# triple: aarch64-linux-musl, arm-linux-musleabihf, x86-linux-musl, ...), ZIG_CPU (CPU
+# flags), ALPINE_ARCH (Alpine's name of the target, which names its libc), MULTIARCH (the
+# musl triplet of Debian's folders and CPython's configure: i386-linux-musl where zig says
+# x86) and DEBIAN_GNU (Debian's gnu triplet, for roots made from Debian's packages).
+# POSIX sh: it runs in the build stage of an Alpine or other musl image.
 #
 # Why each piece (the cross-compilation notes of DESIGN.md):
 # - zig bundles musl 1.2.5 headers and links its own libc stub; a target root may hold
@@ -19,25 +22,18 @@
 # - -fno-sanitize=undefined: without -O zig links its UBSan runtime (statx and ~78 more
 #   libc symbols). -dynamic: zig links musl targets statically unless told (a configure
 #   probe would then need libc.a). -Wl,-h is GNU ld's spelling, zig wants -soname.
-# - -print-multiarch is how CPython's configure finds its platform triplet.
+# - -print-multiarch is how CPython's configure finds its platform triplet: the answer is
+#   MULTIARCH, which is what configure computes itself.
 set -eu
 
-if [ "$#" -lt 5 ]; then
-    echo "usage: $0 BINDIR TRIPLE SYSROOT ZIG ALPINE_ARCH [CPU FLAGS...]" >&2
+if [ "$#" -ne 3 ]; then
+    echo "usage: $0 BINDIR SYSROOT ZIG (and ZIG_TARGET, ZIG_CPU, ALPINE_ARCH, MULTIARCH, DEBIAN_GNU set)" >&2
     exit 2
 fi
-BIN=$1 TRIPLE=$2 SYSROOT=$3 ZIG=$4 ALPINE=$5
-shift 5
-CPU_FLAGS=$*
+BIN=$1 SYSROOT=$2 ZIG=$3
+TRIPLE=${ZIG_TARGET:?} ALPINE=${ALPINE_ARCH:?} DEB_MUSL=${MULTIARCH:?} DEB_GNU=${DEBIAN_GNU:?}
+CPU_FLAGS=${ZIG_CPU:-}
 LIBC_NAME=libc.musl-$ALPINE.so.1
-# Debian keeps musl and gcc in multiarch folders (roots made from Debian's packages).
-case $TRIPLE in
-    aarch64-*) DEB_MUSL=aarch64-linux-musl DEB_GNU=aarch64-linux-gnu ;;
-    arm-*)     DEB_MUSL=arm-linux-musleabihf DEB_GNU=arm-linux-gnueabihf ;;
-    x86_64-*)  DEB_MUSL=x86_64-linux-musl DEB_GNU=x86_64-linux-gnu ;;
-    x86-*)     DEB_MUSL=i386-linux-musl DEB_GNU=i386-linux-gnu ;;
-    *)         DEB_MUSL=$TRIPLE DEB_GNU=$TRIPLE ;;
-esac
 
 first_dir() {  # the first argument that is a folder
     for d in "$@"; do [ -d "$d" ] && { echo "$d"; return 0; }; done
@@ -91,7 +87,7 @@ for tool in cc c++; do
 n=\$#; prev=; out=; link=1; static=
 for a in "\$@"; do
     case \$a in
-        -print-multiarch|--print-multiarch) echo $TRIPLE; exit 0 ;;
+        -print-multiarch|--print-multiarch) echo $DEB_MUSL; exit 0 ;;
         -Wl,-h,*) a=-Wl,-soname,\${a#-Wl,-h,} ;;
         -Wl,-h*) a=-Wl,-soname,\${a#-Wl,-h} ;;
         -c|-S|-E|-M|-MM|-fsyntax-only) link= ;;
@@ -114,6 +110,10 @@ EOF
 done
 
 printf '#!/bin/sh\nexec "%s" ar "$@"\n' "$ZIG" >"$BIN/$TRIPLE-ar"
+# A linker of the target for the tools that ask one directly (libtool asks `$LD --help`
+# whether it links shared libraries; the build machine's ld knows no s390x, and libtool
+# then builds static libraries only). Links themselves go through the cc wrapper.
+printf '#!/bin/sh\nexec "%s" ld.lld "$@"\n' "$ZIG" >"$BIN/$TRIPLE-ld"
 printf '#!/bin/sh\nexec "%s" ranlib "$@"\n' "$ZIG" >"$BIN/$TRIPLE-ranlib"
 # binutils' readelf reads every ELF machine (objdump/strip/nm are built for the host).
 printf '#!/bin/sh\nexec "%s" "$@"\n' "${READELF:-readelf}" >"$BIN/$TRIPLE-readelf"
@@ -125,6 +125,6 @@ for f in "\$@"; do
     "$ZIG" objcopy --strip-all "\$f" "\$f.strip" && mv "\$f.strip" "\$f" || exit
 done
 EOF
-chmod 0755 "$BIN/$TRIPLE-cc" "$BIN/$TRIPLE-c++" "$BIN/$TRIPLE-ar" "$BIN/$TRIPLE-ranlib" \
+chmod 0755 "$BIN/$TRIPLE-cc" "$BIN/$TRIPLE-c++" "$BIN/$TRIPLE-ar" "$BIN/$TRIPLE-ranlib" "$BIN/$TRIPLE-ld" \
     "$BIN/$TRIPLE-readelf" "$BIN/$TRIPLE-strip"
 echo "$BIN/$TRIPLE-cc ($CRT, $LIBC_NAME)"
