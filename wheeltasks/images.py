@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Protocol
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
+from . import remote
 from .errors import RemoteError, WheelTasksError
 from .files import atomic_writer, newest_zip_time
 from .job import Job
@@ -445,7 +446,7 @@ def extract_wheels(layer: bytes | BinaryIO, dest: Path, *, source: str, limit: i
 
 def _too_large(source: str, limit: int) -> RemoteError:
     return RemoteError(
-        f"a layer of image {source} is larger than {limit / (1024 * 1024):g} MiB unpacked: not extracting it; "
+        f"a layer of image {source} is larger than {remote.mib(limit)} unpacked: not extracting it; "
         "raise MAX_LAYER_MB if the image is genuine"
     )
 

@@ -622,7 +622,7 @@ class IndexClient:
         except remote.DeadlineExceeded:
             raise _NoAnswer(f"no complete answer within {self.timeout:g} s (REMOTE_TIMEOUT)") from None
         except remote.TooLarge as exc:
-            raise _NoAnswer(f"larger than {_mib(exc.limit)}, MAX_INDEX_PAGE_MB", unusable=True) from None
+            raise _NoAnswer(f"larger than {remote.mib(exc.limit)}, MAX_INDEX_PAGE_MB", unusable=True) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
             raise WheelTasksError(f"PYPI_INDEX={self.index_display!r} is not a usable http(s) URL") from None
         except requests.exceptions.SSLError:
@@ -692,10 +692,6 @@ def _parse_cached(project: str, cached: CachedResponse) -> list[DistFile] | None
         return parse_page(project, cached.headers.get("Content-Type", ""), cached.content or b"")
     except UnreadablePage:
         return None
-
-
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MiB"
 
 
 def _as_version(version: Version | str) -> Version:

@@ -161,10 +161,6 @@ def _error_codes(answer: Answer) -> set[str]:
     return {str(e.get("code")) for e in _errors(answer)}
 
 
-def _mib(size: int) -> str:
-    return f"{size / MIB:g} MiB"
-
-
 def docker_credentials(registry: str, config_path: str | None = None) -> tuple[str, str]:
     """(username, password) for ``registry`` from the Docker config (and its credential helpers)."""
     try:
@@ -511,7 +507,7 @@ class RegistryClient:
         except remote.TooLarge as exc:
             hint = "raise MAX_LAYER_MB if the image is genuine" if limit == self.max_layer_bytes else "check the registry"
             raise RemoteError(
-                f"registry {self.registry} sent more than {_mib(exc.limit)} when trying to {doing} {repo}: "
+                f"registry {self.registry} sent more than {remote.mib(exc.limit)} when trying to {doing} {repo}: "
                 f"stopped reading; {hint}"
             ) from None
 

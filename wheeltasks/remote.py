@@ -25,6 +25,12 @@ T = TypeVar("T")
 
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 10.0
+MIB = 1024 * 1024
+
+
+def mib(size: int) -> str:
+    """A size limit as messages name it (``64 MiB``)."""
+    return f"{size / MIB:g} MiB"
 
 
 class DeadlineExceeded(Exception):
