@@ -93,6 +93,10 @@ def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_p
     assert builders.pinned(settings, "3.12", get_arch("amd64")) == f"{name}@{digests['amd64']}"
     # A platform the index lacks, and a builder nobody can ask: by tag.
     assert builders.pinned(settings, "3.12", get_arch("s390x")) == f"{name}:demo1.0-py3.12"
-    arm = make_job(settings, module="m", version=Version("1"), python="3.12", arch=get_arch("arm64"), kind=Kind.SHARED)
+    # The plan pins each job's builders (builders.pin_all), and the build names them so.
+    pins = builders.pin_all(settings, [("3.12", get_arch("arm64")), ("3.12", get_arch("amd64"))])
+    arm = make_job(settings, module="m", version=Version("1"), python="3.12", arch=get_arch("arm64"), kind=Kind.SHARED,
+                   builder=pins[("3.12", get_arch("arm64"))], build_arch=get_arch("amd64"),
+                   build_builder=pins[("3.12", get_arch("amd64"))])
     args = build_args(settings, arm, cross=True)
     assert args["BUILDER"] == f"{name}@{digests['arm64']}" and args["BUILD_BUILDER"] == f"{name}@{digests['amd64']}"

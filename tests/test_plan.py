@@ -44,6 +44,10 @@ def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> No
         "kind": "shared",
         "mode": "native",
         "node": None,  # planned without build engines
+        # planned without a registry to ask: the builders by BUILDER_IMAGE's tag
+        "builder": "python:3.11-alpine3.22",
+        "build_platform": "linux/amd64",
+        "build_builder": "python:3.11-alpine3.22",
         "tag": "wtfix1.1.0-py3.11",
         "repository": "127.0.0.1:5000/me/python-musl-wheels",
         "image": "127.0.0.1:5000/me/python-musl-wheels:wtfix1.1.0-py3.11",
@@ -52,6 +56,25 @@ def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> No
         "depends": [],
         "work_dir": str(tmp_path / ".wheeltasks" / "shared" / "wtfix1.1.0-py3.11" / "amd64"),
     }
+
+
+def test_the_plan_pins_each_jobs_builders(static_index: StaticIndex, index_settings: MakeSettings, tmp_path: Path) -> None:
+    """Each job names its platform's builder and its build platform's as the plan pinned them
+    (by digest, builders.pin_all): the steps look nothing up."""
+    settings = index_settings(static_index.url(), python_versions="3.11,3.12", project_dir=str(tmp_path))
+    asked: list[set[tuple[str, str]]] = []
+
+    def pin(wanted: Any) -> dict[Any, str]:
+        pairs = set(wanted)
+        asked.append({(python, arch.name) for python, arch in pairs})
+        return {(python, arch): f"builder@sha256:{python}-{arch.name}" for python, arch in pairs}
+
+    jobs = resolve(settings, ["wtfix-pyall-arm64", "wtfix-py3.12-amd64"], IndexClient(settings), pin=pin).jobs
+    assert asked == [{("3.11", "arm64v8"), ("3.12", "arm64v8"), ("3.11", "amd64"), ("3.12", "amd64")}]  # once
+    arm = next(j for j in jobs if j.arch.name == "arm64v8" and j.python == "3.12")
+    assert (arm.builder, arm.build_builder) == ("builder@sha256:3.12-arm64v8", "builder@sha256:3.12-amd64")
+    assert arm.build_arch is not None and arm.build_arch.name == "amd64"
+    assert arm.to_json()["builder"] == "builder@sha256:3.12-arm64v8"
 
 
 def test_defaults_newest_python_every_arch(plan: Callable[..., Plan]) -> None:

@@ -14,10 +14,12 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from packaging.version import Version
 
+from . import remote
 from .errors import WheelTasksError
 from .files import write_atomic
 from .registry import INDEX_TYPES, RegistryClient
@@ -115,6 +117,15 @@ def _store(path: Path, key: str, pythons: list[str]) -> None:
 
 
 # ---- one platform's image ---------------------------------------------------------------
+
+
+def pin_all(settings: Settings, wanted: Iterable[tuple[str, Arch]]) -> dict[tuple[str, Arch], str]:
+    """:func:`pinned` for every (Python, arch), the images looked up side by side."""
+    pairs = list(dict.fromkeys(wanted))
+    images = list(dict.fromkeys(settings.builder(python) for python, _ in pairs))
+    timeout = min(DEADLINE, settings.remote_timeout)
+    remote.call_all([functools.partial(_platform_digests, image, settings.ca_bundle, timeout) for image in images], 8)
+    return {(python, arch): pinned(settings, python, arch) for python, arch in pairs}
 
 
 def pinned(settings: Settings, python: str, arch: Arch) -> str:

@@ -50,6 +50,11 @@ class Job:
     mode: Mode = Mode.NATIVE
     # The buildx builder, node and engine of the job's platform (None: buildx's default).
     route: Route | None = None
+    # The builder image of the job's platform, by digest where the registry told (else its
+    # tag), and the build platform's (where a cross build runs), pinned by the plan.
+    builder: str = ""
+    build_arch: Arch | None = None
+    build_builder: str = ""
 
     @property
     def label(self) -> str:
@@ -109,6 +114,9 @@ class Job:
             "kind": self.kind.value,
             "mode": self.mode.value,
             "node": self.route.to_json() if self.route is not None else None,
+            "builder": self.builder,
+            "build_platform": self.build_arch.platform if self.build_arch is not None else None,
+            "build_builder": self.build_builder,
             "tag": self.tag,
             "repository": str(self.repository),
             "image": self.image,
@@ -132,6 +140,9 @@ def make_job(
     depends: tuple[Job, ...] = (),
     mode: Mode = Mode.NATIVE,
     route: Route | None = None,
+    builder: str = "",
+    build_arch: Arch | None = None,
+    build_builder: str = "",
 ) -> Job:
     tag = image_tag(module, ssl, version, python)
     return Job(
@@ -147,4 +158,7 @@ def make_job(
         depends=depends,
         mode=mode,
         route=route,
+        builder=builder or settings.builder(python),
+        build_arch=build_arch,
+        build_builder=build_builder or settings.builder(python),
     )

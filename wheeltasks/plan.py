@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,7 +19,18 @@ from .errors import WheelTasksError
 from .job import Job, Mode, make_job
 from .recipes import Recipe, load_recipe
 from .settings import Cross, Kind, Settings, check_python
-from .targets import DEFAULT_SSL, PYALL, SSL, Arch, Target, host_machine, parse_target, runs_natively, split_targets
+from .targets import (
+    DEFAULT_SSL,
+    PYALL,
+    SSL,
+    Arch,
+    Target,
+    find_arch,
+    host_machine,
+    parse_target,
+    runs_natively,
+    split_targets,
+)
 
 if TYPE_CHECKING:  # the router is given (engines.router); the planner does not import the client
     from .engines import Route
@@ -152,11 +163,15 @@ def build_mode(settings: Settings, arch: Arch, recipe: Recipe, build_machine: st
     return Mode.CROSS
 
 
-def _mode(settings: Settings, arch: Arch, recipe: Recipe, route: Route | None, host: str) -> Mode:
+def build_machine(route: Route | None) -> str:
+    """The machine that builds a route's jobs: its node's, else this machine's."""
+    return route.node.machine if route is not None and route.node.machine else host_machine()
+
+
+def _mode(settings: Settings, arch: Arch, recipe: Recipe, route: Route | None) -> Mode:
     if route is not None and route.native:
         return Mode.NATIVE  # a node of that platform: neither QEMU nor cross-compilation
-    machine = route.node.machine if route is not None and route.node.machine else host
-    return build_mode(settings, arch, recipe, machine)
+    return build_mode(settings, arch, recipe, build_machine(route))
 
 
 def check_taggable(module: str, version: Version) -> None:
@@ -242,13 +257,15 @@ def resolve(
     both: bool = False,
     router: Callable[[str], Route] | None = None,
     newest: Callable[[], str] | None = None,
+    pin: Callable[[Iterable[tuple[str, Arch]]], Mapping[tuple[str, Arch], str]] | None = None,
 ) -> Plan:
     """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
 
     ``router`` gives each platform's builder and node (engines.router); without one, jobs
     build on buildx's default builder and "native" means this machine's CPU. ``newest``
     gives the Python of targets without one (asked only when one needs it); without it,
-    the newest of PYTHON_VERSIONS.
+    the newest of PYTHON_VERSIONS. ``pin`` names the builder image of each (Python, platform)
+    (by digest: builders.pin_all); without it, images are named by BUILDER_IMAGE's tag.
     """
     is_ssl = ssl_modules(settings)
     targets, default_set = parse_targets(settings, texts, is_ssl)
@@ -272,13 +289,19 @@ def resolve(
 
     jobs: dict[tuple[object, ...], Job] = {}
     made: dict[tuple[object, ...], Job] = {}
-    build_machine = host_machine()
+    routes = {arch.platform: router(arch.platform) for arch in {w.arch for w in wants}} if router is not None else {}
+    build_arches = {
+        arch: find_arch(build_machine(routes.get(arch.platform))) or arch for arch in {w.arch for w in wants}
+    }
+    needed = {(w.python, a) for w in wants for a in (w.arch, build_arches[w.arch])}
+    pinned = dict(pin(needed)) if pin is not None else {(p, a): settings.builder(p) for p, a in needed}
     for want in wants:  # dependencies come first, so their jobs already exist
         version = version_of(want)
         check_taggable(want.module, version)
         depends = tuple(dict.fromkeys(made[d.key] for d in want.depends))
         recipe = recipe_of(want.module, want.ssl)
-        route = router(want.arch.platform) if router is not None else None
+        route = routes.get(want.arch.platform)
+        build_arch = build_arches[want.arch]
         job = make_job(
             settings,
             module=want.module,
@@ -289,8 +312,11 @@ def resolve(
             kind=want.kind,
             recipe=recipe,
             depends=depends,
-            mode=_mode(settings, want.arch, recipe, route, build_machine),
+            mode=_mode(settings, want.arch, recipe, route),
             route=route,
+            builder=pinned[(want.python, want.arch)],
+            build_arch=build_arch,
+            build_builder=pinned[(want.python, build_arch)],
         )
         made[want.key] = jobs.setdefault(job.key, job)
     core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))

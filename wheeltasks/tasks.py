@@ -158,7 +158,8 @@ def plan_for(
     texts = [targets] if isinstance(targets, str) else list(targets)
     router = routes(settings, strict=build and not settings.noop)
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
-                   newest=lambda: builders.newest_python(settings))
+                   newest=lambda: builders.newest_python(settings),
+                   pin=lambda wanted: builders.pin_all(settings, wanted))
     for message in plan.notes:
         console.note(message)
     return plan
