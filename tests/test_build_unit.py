@@ -13,7 +13,7 @@ from packaging.version import Version
 
 from tests.helpers import INDEX, fake_wheel, make_settings
 from wheeltasks import build as build_step
-from wheeltasks import docker_engine, export, pipeline, repair
+from wheeltasks import containers, docker_engine, export, importcheck, pipeline, verify
 from wheeltasks.errors import BuildError, WheelTasksError
 from wheeltasks.files import private_file
 from wheeltasks.job import Job, make_job
@@ -75,11 +75,17 @@ def test_build_command_shape(tmp_path: Path) -> None:
 
 
 def test_build_command_no_cache_and_no_binary(tmp_path: Path) -> None:
+    """BUILD_NO_CACHE compiles the module again (issue 18): not `--no-cache`, which would make
+    the builders' set-up and the cross toolchain again too, but a NO_CACHE value new for each
+    build, which only the module's step reads (and the Dockerfile then bypasses the pip,
+    ccache and zig object caches)."""
     settings = make_settings(tmp_path, env={"BUILD_NO_CACHE": "yes", "NO_BINARY": "1"})
-    command = build_step.build_command(settings, make(settings), tmp_path)
-    args = dict(a.split("=", 1) for a in option(command, "--build-arg"))
-    assert "--no-cache" in command
-    assert args["NO_CACHE"] == "1"  # the Dockerfile then bypasses the cache mounts
+    first = build_step.build_command(settings, make(settings), tmp_path, fresh="a1")
+    second = build_step.build_command(settings, make(settings), tmp_path, fresh="b2")
+    args = dict(a.split("=", 1) for a in option(first, "--build-arg"))
+    assert "--no-cache" not in first
+    assert args["NO_CACHE"] == "a1"
+    assert dict(a.split("=", 1) for a in option(second, "--build-arg"))["NO_CACHE"] == "b2"
     assert args["NO_BINARY"] == "1"
 
 
@@ -313,7 +319,7 @@ def test_export_without_wheels_says_what_to_do(tmp_path: Path) -> None:
 )
 def test_tag_problem(tmp_path: Path, arch: str, kind: Kind, name: str, problem: str | None) -> None:
     job = make(make_settings(tmp_path), arch=arch, kind=kind)
-    found = repair.tag_problem(job, name)
+    found = verify.tag_problem(job, name)
     if problem is None:
         assert found is None
     else:
@@ -324,9 +330,9 @@ def test_verify_rejects_mismatched_wheels(tmp_path: Path) -> None:
     job = make(make_settings(tmp_path), arch="arm64")
     good = fake_wheel(tmp_path / "w", "ok-1.0-py3-none-any.whl")
     bad = fake_wheel(tmp_path / "w", "m-1.0-cp311-cp311-musllinux_1_2_x86_64.whl")
-    repair.verify(job, [good])
+    verify.verify(job, [good])
     with pytest.raises(WheelTasksError, match="not for aarch64"):
-        repair.verify(job, [good, bad])
+        verify.verify(job, [good, bad])
 
 
 def host_extension() -> bytes:
@@ -348,7 +354,7 @@ def test_verify_reads_the_binaries(tmp_path: Path) -> None:
         {"m/_json.cpython-311-aarch64-linux-gnu.so": host_extension()},
     )
     with pytest.raises(WheelTasksError, match="no aarch64 binaries"):
-        repair.verify(job, [liar])
+        verify.verify(job, [liar])
 
 
 def test_repair_no_shared_keeps_wheels(tmp_path: Path) -> None:
@@ -409,17 +415,17 @@ def test_missing_buildx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, 
     ],
 )
 def test_image_matches_platform(attrs: dict[str, object], platform: str, ok: bool) -> None:
-    assert repair.image_matches(attrs, platform) is ok
+    assert containers.image_matches(attrs, platform) is ok
 
 
 def test_import_names(tmp_path: Path) -> None:
     listed = fake_wheel(tmp_path, "nacl_x-1.0-cp311-cp311-linux_x86_64.whl",
                         {"nacl/__init__.py": b"", "nacl_x-1.0.dist-info/top_level.txt": b"_sodium\nnacl\n"})
-    assert repair.import_names(listed) == ["nacl"]
+    assert importcheck.import_names(listed) == ["nacl"]
     unlisted = fake_wheel(tmp_path, "m-1.0-cp311-cp311-linux_x86_64.whl",
                           {"m/__init__.py": b"", "single.py": b"", "_speedups.cpython-311-x86_64-linux-musl.so": b"",
                            "m.libs/libffi.so.8": b""})
-    assert repair.import_names(unlisted) == ["m", "single"]
+    assert importcheck.import_names(unlisted) == ["m", "single"]
 
 
 def test_cross_builds_name_the_toolchain_and_the_cross_stage(tmp_path: Path) -> None:

@@ -10,19 +10,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import builders, console, docker_engine, running
+from . import console, docker_engine, running
 from .errors import BuildError
 from .files import copy_atomic, private_file, wheels_in
 from .job import Job, Mode
 from .settings import Settings
-from .targets import DEFAULT_SSL, Arch, find_arch, host_machine
+from .targets import DEFAULT_SSL, shell_facts
 from .urls import split_credentials
+from .verify import AUDITWHEEL_REQUIREMENT, libc_exclude
 
 DOCKERFILE = Path(str(resources.files("wheeltasks") / "data" / "Dockerfile"))
 HEARTBEAT_SECONDS = 60.0
@@ -36,24 +38,28 @@ def has_index_credentials(settings: Settings) -> bool:
 
 LIB = Path(str(resources.files("wheeltasks") / "data" / "lib"))
 NATIVE_STAGE = "wheels"
+# The folder of a cross build's output with the wheels it repaired on the build platform.
+REPAIRED_HERE = "repaired"
+# The arch facts the cross stage reads (ARGs of data/Dockerfile).
+CROSS_FACTS = ("ZIG_TARGET", "ZIG_CPU", "ALPINE_ARCH", "MACHINE", "RUST_TARGET", "MULTIARCH", "DEBIAN_GNU", "LDSO")
 CROSS_STAGE = "cross-wheels"
 
 
-def build_args(settings: Settings, job: Job, cross: bool = False) -> dict[str, str]:
-    """The Dockerfile's build args. Never credentials: those go in as a secret."""
+def build_args(settings: Settings, job: Job, cross: bool = False, fresh: str = "") -> dict[str, str]:
+    """The Dockerfile's build args (a pure function of the job). Never credentials: those go
+    in as a secret. ``fresh`` (BUILD_NO_CACHE) is new for each build, so the module's step is
+    not taken from BuildKit's cache while the builders' set-up and the toolchain are."""
     index, _ = split_credentials(settings.pypi_index)
     from_source = settings.no_binary or (job.ssl is not None and job.ssl is not DEFAULT_SSL)
-    toolchain = {
-        "ZIG_TARGET": job.arch.zig_target,
-        "ZIG_CPU": job.arch.zig_cpu,
-        "ALPINE_ARCH": job.arch.alpine,
-        "MACHINE": job.arch.machine,
-        "RUST_TARGET": job.arch.rust_target,
-    } if cross else {}
+    # The toolchain's names of the target (wheeltasks.targets: the one table).
+    toolchain = {k: v for k, v in shell_facts(job.arch).items() if k in CROSS_FACTS} if cross else {}
+    if cross:
+        toolchain["AUDITWHEEL"] = AUDITWHEEL_REQUIREMENT
+        toolchain["AUDITWHEEL_EXCLUDE"] = " ".join(sorted(libc_exclude(job.arch)))
     return {
-        "BUILDER": builders.pinned(settings, job.python, job.arch),
+        "BUILDER": job.builder,
         # The builder of the engine's own platform, where the cross stage runs.
-        "BUILD_BUILDER": builders.pinned(settings, job.python, build_arch(job)),
+        "BUILD_BUILDER": job.build_builder,
         "PYTHON": job.python,
         "MODULE": job.module,
         "VERSION": str(job.version),
@@ -65,15 +71,9 @@ def build_args(settings: Settings, job: Job, cross: bool = False) -> dict[str, s
         "RECIPE": recipe_file(job) or "",
         "APK": " ".join(job.recipe.apk),
         "PIP_INDEX_URL": index,
-        "NO_CACHE": "1" if settings.build_no_cache else "",
+        "NO_CACHE": (fresh or "1") if settings.build_no_cache else "",
         **toolchain,
     }
-
-
-def build_arch(job: Job) -> Arch:
-    """The architecture of the engine that builds the job (its node's, else this machine's)."""
-    machine = job.route.node.machine if job.route is not None and job.route.node.machine else host_machine()
-    return find_arch(machine) or job.arch
 
 
 def recipe_file(job: Job) -> str | None:
@@ -83,7 +83,7 @@ def recipe_file(job: Job) -> str | None:
 
 
 def build_command(
-    settings: Settings, job: Job, out: Path, secret: Path | None = None, cross: bool = False
+    settings: Settings, job: Job, out: Path, secret: Path | None = None, cross: bool = False, fresh: str = ""
 ) -> list[str]:
     """The exact ``docker buildx build`` command for a job (printed under NOOP); ``cross``
     builds in the cross stage (the build platform's builder, a zig toolchain)."""
@@ -96,9 +96,7 @@ def build_command(
         "--progress", "plain",
         "--output", f"type=local,dest={out}",
     ]
-    if settings.build_no_cache:
-        command.append("--no-cache")
-    for name, value in build_args(settings, job, cross).items():
+    for name, value in build_args(settings, job, cross, fresh).items():
         command += ["--build-arg", f"{name}={value}"]
     if settings.ca_bundle:
         command += ["--secret", f"id=ca,src={Path(settings.ca_bundle).expanduser().resolve()}"]
@@ -163,8 +161,9 @@ def build(settings: Settings, job: Job, out: Path, imports: list[Path], cross: b
     how = "cross-compiled" if cross else "native" if job.mode is Mode.NATIVE else "emulated"
     console.progress(job.target, "build", f"{job.kind.value} on {job.platform} ({how}); log: {log}")
     secret_text = settings.pypi_index if has_index_credentials(settings) else None
+    fresh = uuid.uuid4().hex if settings.build_no_cache else ""
     with private_file(secret_text, "pipindex") if secret_text else nullcontext() as secret:
-        code, elapsed = _run_logged(build_command(settings, job, out, secret, cross), log, job)
+        code, elapsed = _run_logged(build_command(settings, job, out, secret, cross, fresh), log, job)
     wheels = wheels_in(out)
     if code != 0 or not wheels:
         why = f"exit {code}" if code != 0 else "no wheel in the output"
@@ -172,8 +171,9 @@ def build(settings: Settings, job: Job, out: Path, imports: list[Path], cross: b
             f"{how} build of {job.target} ({job.kind.value}) failed ({why}) after {elapsed:.0f} s; "
             f"full log: {log}; last lines:\n{console.log_tail(log)}"
         )
+    # The wheels, and those a cross build repaired on the build platform (REPAIRED_HERE).
     for extra in out.iterdir():
-        if extra.suffix != ".whl":
+        if extra.suffix != ".whl" and extra.name != REPAIRED_HERE:
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
     console.progress(job.target, "build", f"done in {elapsed:.1f} s: {', '.join(w.name for w in wheels)}")
     return wheels_in(out)

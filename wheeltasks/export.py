@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-
 from . import running
 from .errors import WheelTasksError
 from .files import copy_atomic
 from .job import Job
 from .settings import Settings
+from .verify import of_module
 
 
 def export_dir(settings: Settings, job: Job) -> Path:
@@ -44,7 +43,7 @@ def export(settings: Settings, job: Job, wheels: list[Path]) -> list[Path]:
         dest = dest_dir / wheel.name
         same = dest.is_file() and sha256(dest) == sha256(wheel)
         if dest.exists() and not same and not settings.force:
-            if not _of_module(job, wheel):
+            if not of_module(job, wheel):
                 # Another build of a dependency at the same version (its own job's, or the
                 # index's): the one already there stays.
                 same = True
@@ -60,10 +59,3 @@ def export(settings: Settings, job: Job, wheels: list[Path]) -> list[Path]:
             copy_atomic(wheel, dest, running.cancelled)
     return [dest for _, dest, _ in plan]
 
-
-def _of_module(job: Job, wheel: Path) -> bool:
-    """Whether a wheel is of the job's own module (not one of its dependencies)."""
-    try:
-        return canonicalize_name(parse_wheel_filename(wheel.name)[0]) == job.module
-    except InvalidWheelFilename:
-        return True

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import build as build_step
-from . import console, docker_engine
+from . import console, docker_engine, importcheck
 from . import export as export_step
 from . import repair as repair_step
 from . import running as running_module
@@ -88,6 +88,7 @@ class JobResult:
     state: str = "waiting"  # the step it is in
     mode: str = ""  # how it was built: native, cross or emulated (empty: not built)
     fell_back: str = ""  # why a cross build was redone emulated (CROSS=auto), with its log's tail
+    repaired: str = ""  # where auditwheel ran (repair.Repaired), empty when the step did not run
     started: float = 0.0  # monotonic clock
     ended: float = 0.0
 
@@ -105,6 +106,7 @@ class JobResult:
             "result": self.outcome,
             "built_as": self.mode or None,
             "fell_back": self.fell_back or None,
+            "repaired": self.repaired or None,
             "seconds": round(self.seconds, 2),
             "step_seconds": {k: round(v, 2) for k, v in self.steps.items()},
             "started": round(self.started, 3),
@@ -278,18 +280,19 @@ class Runner:
             raise WheelTasksError(f"{job.target}: nothing built to repair in {job.work.built}; run `inv build` first")
         staging = job.work.staging("repaired")
         try:
-            repair_step.repair(self.settings, job, built, staging)
+            _, how = repair_step.repair(self.settings, job, built, staging)
         except BaseException:
             job.work.discard(staging)
             raise
         job.work.accept("repaired", staging)
+        result.repaired = how.value
 
     def import_check(self, job: Job, result: JobResult) -> None:
         """Install and import what this run built, on the job's platform (reused wheels were
         checked when they were built)."""
         if job.work.state() is not State.REPAIRED or result.outcome != BuildDecision.BUILD.value:
             return
-        repair_step.import_check(self.settings, job, job.work.result_wheels())
+        importcheck.import_check(self.settings, job, job.work.result_wheels(), wheels_in(job.work.imports))
 
     def export(self, job: Job, result: JobResult) -> None:
         if not job.exports:

@@ -54,6 +54,16 @@ class WorkDir:
         return self.root / "built"
 
     @property
+    def repaired_here(self) -> Path:
+        """Wheels a cross build repaired on the build platform (the repair step takes them)."""
+        return self.built / "repaired"
+
+    @property
+    def check(self) -> Path:
+        """The job's wheels unpacked for its import check (only while it runs)."""
+        return self.root / "check"
+
+    @property
     def repaired(self) -> Path:
         return self.root / "repaired"
 

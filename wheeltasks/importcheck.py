@@ -1,0 +1,124 @@
+"""The import check: a job's wheels installed for its platform and imported there.
+
+A wheel that builds but cannot load (a missing library, a libc symbol the target lacks, the
+wrong machine, an instruction the platform's baseline CPU lacks) fails here, not in a
+user's image. Only the import is emulated: the wheels (the job's own, then its
+dependencies' among the offered ones, each compatible with the target by ``packaging.tags``)
+are unpacked on the host, their ``.data`` purelib and platlib included, into the job's
+``check/`` folder, which a container of the job's builder imports from on the job's
+platform (QEMU for a foreign one, on the platform's baseline CPU). No-shared wheels link
+the system's libraries: the container gets the recipe's Alpine packages first, as the
+build did.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from . import console, containers
+from .errors import BuildError
+from .files import clear
+from .job import Job
+from .settings import Kind, Settings
+from .verify import of_module
+
+MUSLLINUX_MINORS = (2, 1, 0)  # musllinux_1_2 ... 1_0: what a musl 1.2 platform accepts
+
+
+def target_tags(job: Job) -> frozenset[Tag]:
+    """The tags a CPython of the job's Python on the job's platform accepts (never the host's)."""
+    major, minor = (int(part) for part in job.python.split(".")[:2])
+    platforms = [f"musllinux_1_{m}_{job.arch.machine}" for m in MUSLLINUX_MINORS] + [f"linux_{job.arch.machine}"]
+    return frozenset(
+        (
+            *cpython_tags((major, minor), platforms=platforms),
+            *compatible_tags((major, minor), f"cp{major}{minor}", platforms=platforms),
+        )
+    )
+
+
+def chosen(job: Job, wheels: Iterable[Path], offered: Iterable[Path]) -> list[Path]:
+    """One wheel per distribution for the target: the job's own wheels first, then the offered ones."""
+    accepted = target_tags(job)
+    picked: dict[str, Path] = {}
+    for wheel in (*wheels, *offered):
+        try:
+            name, _version, _build, tags = parse_wheel_filename(wheel.name)
+        except InvalidWheelFilename:
+            continue
+        if tags & accepted:
+            picked.setdefault(canonicalize_name(name), wheel)
+    return list(picked.values())
+
+
+def unpack(wheel: Path, dest: Path) -> None:
+    """Install a wheel's importable files into ``dest`` as an installer would (its scripts,
+    headers and data files are not needed to import it)."""
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            parts = PurePosixPath(info.filename).parts
+            if info.is_dir() or not parts or ".." in parts or info.filename.startswith("/"):
+                continue
+            if parts[0].endswith(".data"):
+                if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+                    continue
+                parts = parts[2:]
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(info))
+
+
+def import_names(wheel: Path) -> list[str]:
+    """The top-level names a wheel installs: its ``top_level.txt``, else its files' first parts."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        listed = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+        if listed:
+            text = archive.read(listed[0]).decode("utf-8", errors="replace")
+            tops = [line.strip() for line in text.splitlines()]
+        else:
+            tops = [n.split("/", 1)[0] for n in names]
+    found: list[str] = []
+    for top in tops:
+        base = top.split(".", 1)[0] if top.endswith((".py", ".so")) else top
+        if base.isidentifier() and not base.startswith("_") and base not in found:
+            found.append(base)
+    return found
+
+
+def import_check(settings: Settings, job: Job, wheels: list[Path], offered: list[Path]) -> None:
+    """Unpack the job's wheels (and ``offered`` dependency wheels) for its platform, and import
+    the module in its builder there."""
+    own = [w for w in wheels if of_module(job, w)]
+    if not own:
+        raise BuildError(f"{job.target}: no wheel of {job.module} among {', '.join(w.name for w in wheels)}")
+    names = import_names(own[0])
+    if not names:
+        return  # nothing importable (a wheel of data or scripts)
+    site = job.work.check
+    clear(site)
+    site.mkdir(parents=True)
+    try:
+        for wheel in chosen(job, wheels, offered):
+            unpack(wheel, site)
+        log = job.work.check_log
+        console.progress(job.target, "import-check", f"import {', '.join(names)} on {job.platform}")
+        apk = " ".join(job.recipe.apk) if job.kind is Kind.NO_SHARED else ""
+        spec = containers.Run(
+            command=("/bin/sh", "/wheeltasks/check.sh", *names),
+            reads={site: "/check"},
+            environment={"APK": apk},
+        )
+        code = containers.run(settings, job, spec, log)
+    finally:
+        clear(site)
+    if code != 0:
+        raise BuildError(
+            f"the wheel of {job.target} does not import on {job.platform} (exit {code}); full log: {log}; "
+            f"last lines:\n{console.log_tail(log)}"
+        )
