@@ -25,7 +25,10 @@ class Case:
     args: tuple[str, ...]
     fragment: str
     env: dict[str, str] = field(default_factory=dict)
-    yaml: str | None = None
+    yaml: str | bytes | None = None
+    # Something odd in the project folder: "fifo:<name>" or "dir:<name>".
+    special: str | None = None
+    config_name: str = "invoke.yaml"
     code: int = 2
     # invoke's own parse errors with `inv`: exit 1, invoke's words (see errors.py)
     inv_code: int | None = None
@@ -87,6 +90,22 @@ CASES = [
          yaml="wheeltasks:\n  python_versions: {a: 1}\n"),
     Case("yaml-list-value", ("resolve", "wtplain"), "PYPI_INDEX must be a single value",
          yaml="wheeltasks:\n  pypi_index: [a, b]\n"),
+    # ...which invoke reads itself: with `inv` too, one line and exit 2
+    Case("yaml-top-list", ("resolve", "wtplain"), "invoke.yaml must be a mapping of sections, not a list",
+         yaml="- a\n- b\n"),
+    Case("yaml-top-text", ("resolve", "wtplain"), "invoke.yaml must be a mapping of sections, not a str",
+         yaml="just text\n"),
+    Case("yaml-truncated", ("resolve", "wtplain"), "line 1", yaml="wheeltasks: [a\n"),
+    Case("yaml-truncated-mapping", ("resolve", "wtplain"), "line 2", yaml="wheeltasks:\n  do_push: \"tru"),
+    Case("yaml-not-utf8", ("resolve", "wtplain"), "invoke.yaml is not UTF-8 text", yaml=b"wheeltasks:\n  arches: [\xff]\n"),
+    Case("yaml-int-key", ("resolve", "wtplain"), "the key 1 under wheeltasks is not text", yaml="wheeltasks:\n  1: x\n"),
+    Case("yaml-int-key-elsewhere", ("resolve", "wtplain"), "the key 2 under other.deep is not text",
+         yaml="other:\n  deep:\n    2: y\n"),
+    Case("yaml-fifo", ("resolve", "wtplain"), "invoke.yaml is not a regular file", special="fifo:invoke.yaml"),
+    Case("yaml-folder", ("resolve", "wtplain"), "invoke.yaml is a folder", special="dir:invoke.yaml"),
+    Case("json-list", ("resolve", "wtplain"), "invoke.json must be a mapping of sections, not a list",
+         yaml="[1, 2]", config_name="invoke.json"),
+    Case("json-truncated", ("resolve", "wtplain"), "invoke.json: Expecting", yaml='{"wheeltasks": ', config_name="invoke.json"),
     # flags
     Case("value-flag-bare", ("build", "wtplain", "--wheels-registry"), "--wheels-registry needs a value",
          inv_code=1, inv_fragment="needed value"),
@@ -125,7 +144,14 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
     (project / "tasks.py").write_text("from wheeltasks import ns\n")
     (project / "afile").write_text("not a folder")
     if case.yaml is not None:
-        (project / "invoke.yaml").write_text(case.yaml)
+        data = case.yaml.encode() if isinstance(case.yaml, str) else case.yaml
+        (project / case.config_name).write_bytes(data)
+    if case.special is not None:
+        kind, _, name = case.special.partition(":")
+        if kind == "fifo":
+            os.mkfifo(project / name)
+        else:
+            (project / name).mkdir()
     before = sorted(p.name for p in project.iterdir())
     env = {**base_env, **case.env}
     done = subprocess.run(
@@ -147,17 +173,6 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
     assert after == before
 
 
-def test_yaml_syntax_error_is_one_line_with_wheeltasks(tmp_path: Path, base_env: dict[str, str]) -> None:
-    """With `inv`, invoke reads invoke.yaml before any wheeltasks code runs (its traceback);
-    the `wheeltasks` command reads it itself and says what is wrong in one line."""
-    (tmp_path / "invoke.yaml").write_text("wheeltasks: [a\n")
-    done = subprocess.run([sys.executable, "-m", "wheeltasks", "resolve", "wtplain"], cwd=tmp_path, env=base_env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    (line,) = done.stderr.strip().splitlines()
-    assert "cannot read the invoke configuration" in line and "line 1" in line
-
-
 def test_wheeltasks_reads_the_projects_invoke_yaml(tmp_path: Path, base_env: dict[str, str]) -> None:
     (tmp_path / "tasks.py").write_text("from wheeltasks import ns\n")
     (tmp_path / "invoke.yaml").write_text("wheeltasks:\n  wheels_registry: 127.0.0.1:9/fromyaml\n  arches: [i386]\n")
@@ -167,6 +182,29 @@ def test_wheeltasks_reads_the_projects_invoke_yaml(tmp_path: Path, base_env: dic
         assert done.returncode == 0, done.stderr
         assert '"image": "127.0.0.1:9/fromyaml/python-musl-wheels:wtplain1.5.0-py3.12"' in done.stdout
         assert '"arch": "i386"' in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("wheeltasks", "--help"), ("wheeltasks", "--list"), ("wheeltasks", "--help", "build"), ("wheeltasks", "--version"),
+     ("inv", "--help", "build"), ("inv", "--list"), ("inv", "--list", "--list-format=json")],
+    ids=" ".join,
+)
+def test_help_and_lists_to_a_closed_pipe_exit_141_quietly(
+    args: tuple[str, ...], tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    """invoke prints these itself: the reader is gone before the first write (a closed pipe),
+    so every write fails, deterministically; `| head -c 5` is the same race, usually lost."""
+    (tmp_path / "tasks.py").write_text("from wheeltasks import ns\n")
+    command = {"wheeltasks": [sys.executable, "-m", "wheeltasks"], "inv": [sys.executable, "-m", "invoke"]}[args[0]]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([*command, *args[1:]], cwd=tmp_path, env=base_env, stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_broken_pipe_is_quiet(tmp_path: Path, base_env: dict[str, str]) -> None:

@@ -22,6 +22,7 @@ USER_ERROR = 2
 BUILD_FAILED = 3
 REMOTE_FAILED = 4
 INTERRUPTED = 130
+BROKEN_PIPE = 141
 
 
 class WheelTasksError(Exception):

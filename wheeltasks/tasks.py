@@ -24,6 +24,7 @@ from . import builders, console, engines, pipeline
 from . import check as check_mod
 from .errors import INTERRUPTED, WheelTasksError
 from .index import IndexClient, clear_cache
+from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
 from .settings import Option, Settings, options_for
 
@@ -96,9 +97,7 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
             raise Exit("wheeltasks: interrupted", code=INTERRUPTED) from None
         except BrokenPipeError:
             # The reader went away (`wheeltasks resolve all --json | head`): stop quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise Exit(code=141) from None
+            raise closed_pipe() from None
 
     keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
     params = [inspect.Parameter("c", keyword), *own]

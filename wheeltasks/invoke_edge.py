@@ -1,0 +1,178 @@
+"""Where invoke itself reads and prints, outside the tasks: the project's configuration file,
+the help and the task list. Made one line (exit 2) and quiet (exit 141) for both commands.
+
+The project's ``invoke.yaml`` (or ``.yml``, ``.json``, ``.py``, the first that exists beside
+the ``tasks.py``) is read by invoke's ``Config.load_project``. invoke opens it unchecked (a
+FIFO there blocks it for good), and a file that does not parse, is not UTF-8, is not a
+mapping, or has a key that is not text (invoke's environment look-up then fails while
+starting the task) ends in a traceback. :func:`load_project` checks the file first and
+turns each of those into one ``wheeltasks:`` line, exit 2.
+
+``wheeltasks`` (``program.py``) calls it itself. ``inv`` loads the project's configuration
+right after it imported the ``tasks.py`` that imports this package, and before any task
+runs: so the package, as it is imported, adopts the invoke Program that is importing it
+(:func:`adopt_loading_program`): that Program's configuration loads the project file
+through :func:`load_project`, and its help and task list stop quietly on a closed pipe.
+What ``inv`` reads or prints before it imports ``tasks.py`` (``/etc/invoke.yaml``,
+``~/.invoke.yaml``, ``inv --help`` without a task, ``inv --version``) is beyond reach.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from invoke.config import Config
+from invoke.exceptions import Exit
+from invoke.program import Program
+from invoke.util import yaml  # type: ignore[attr-defined]  # invoke vendors PyYAML
+
+from .errors import BROKEN_PIPE, USER_ERROR
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The project configuration files, in the order invoke's Config tries them.
+SUFFIXES = ("yaml", "yml", "json", "py")
+# The Program methods that print help or lists (invoke calls them, then raises Exit).
+PRINTERS = ("print_help", "print_task_help", "list_tasks", "print_version")
+
+
+def config_error(folder: Path | str, what: str) -> Exit:
+    text = " ".join(what.split())[:300]
+    return Exit(f"wheeltasks: cannot read the invoke configuration in {folder}: {text}", code=USER_ERROR)
+
+
+def project_file(folder: Path, prefix: str = "invoke") -> Path | None:
+    """The configuration file invoke will load from ``folder``: the first that exists."""
+    for suffix in SUFFIXES:
+        path = folder / f"{prefix}.{suffix}"
+        if os.path.lexists(path):
+            return path
+    return None
+
+
+def check_project_file(path: Path) -> None:
+    """Refuse a file invoke would block on, fail on, or load into a shape it then fails on."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # a dangling symlink, a folder without permission
+        raise config_error(path.parent, f"{path.name}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO or a device?)"
+        raise config_error(path.parent, f"{path.name} is {kind}; it must be a file")
+    if path.suffix == ".py":
+        return  # Python: only invoke can run it; its errors are caught in load_project
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)  # type: ignore[no-untyped-call]
+    except UnicodeDecodeError as exc:
+        raise config_error(path.parent, f"{path.name} is not UTF-8 text (byte {exc.start})") from None
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        raise config_error(path.parent, f"{path.name}: {exc}") from None
+    except OSError as exc:
+        raise config_error(path.parent, f"{path.name}: {exc.strerror}") from None
+    if data is None:
+        return  # an empty file: no settings
+    if not isinstance(data, dict):
+        raise config_error(path.parent, f"{path.name} must be a mapping of sections, not a {type(data).__name__}")
+    _check_keys(path, data, ())
+
+
+def _check_keys(path: Path, data: dict[Any, Any], where: tuple[str, ...]) -> None:
+    # Iterative: a deeply nested file must not meet the recursion limit either.
+    pending = [(data, where)]
+    while pending:
+        mapping, at = pending.pop()
+        for key, value in mapping.items():
+            if not isinstance(key, str):
+                under = f" under {'.'.join(at)}" if at else ""
+                raise config_error(path.parent, f"{path.name}: the key {key!r}{under} is not text; quote it")
+            if isinstance(value, dict):
+                pending.append((value, (*at, key)))
+
+
+def load_project(config: Config, folder: Path | str | None, load: Callable[..., None], merge: bool = True) -> None:
+    """``load(merge)`` (invoke's own ``load_project``) once the project's file was checked;
+    any failure of invoke's is one line too."""
+    if folder is None:
+        load(merge)
+        return
+    path = project_file(Path(folder), str(config.file_prefix or config.prefix))
+    if path is not None:
+        check_project_file(path)
+    try:
+        load(merge)
+    except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError, SyntaxError) as exc:
+        raise config_error(folder, str(exc) or type(exc).__name__) from None
+
+
+def closed_pipe() -> Exit:
+    """The reader of the output went away (``| head``): the rest goes to /dev/null, so the
+    flush at exit cannot fail again ("Exception ignored ..."), and the exit code is 141,
+    what a shell reports for a process that SIGPIPE ended."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return Exit(code=BROKEN_PIPE)
+
+
+def quiet_pipe(printer: F) -> F:
+    """``printer`` (one of invoke's help or list printers), its output flushed inside, so a
+    closed pipe is met here and not at exit."""
+
+    @functools.wraps(printer)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = printer(*args, **kwargs)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise closed_pipe() from None
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def loading_program(frame: FrameType | None) -> Program | None:
+    """The invoke Program whose ``load_collection`` is on the stack (importing ``tasks.py``)."""
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if frame.f_code.co_name == "load_collection" and isinstance(candidate, Program):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def adopt_loading_program() -> None:
+    """Under ``inv``: the Program importing this package reads the project's configuration
+    through :func:`load_project`, and its help and lists stop quietly on a closed pipe.
+    Nothing happens when no Program is loading a collection (``wheeltasks``, a test, a
+    library import), or when that Program already is ``wheeltasks``'s own."""
+    program = loading_program(sys._getframe(1))
+    if program is None or getattr(program, "safe_config", False):
+        return
+    config = program.config
+    load, locate = config.load_project, config.set_project_location
+    folder: list[str | None] = [None]
+
+    def set_project_location(path: Any) -> None:
+        folder[0] = None if path is None else str(path)
+        locate(path)
+
+    def load_project_safely(merge: bool = True) -> None:
+        load_project(config, folder[0], load, merge)
+
+    # On the instance, with object.__setattr__: a Config turns other attribute sets into
+    # configuration values.
+    object.__setattr__(config, "set_project_location", set_project_location)
+    object.__setattr__(config, "load_project", load_project_safely)
+    for name in PRINTERS:
+        setattr(program, name, quiet_pipe(getattr(program, name)))
