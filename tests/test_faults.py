@@ -334,7 +334,16 @@ def test_cache_file_that_is_not_sqlite_is_moved_aside(
 # ---- Ctrl-C --------------------------------------------------------------------------------
 
 
-def test_sigint_during_a_hanging_lookup_exits_130_at_once(server: FaultServer, tmp_path: Path) -> None:
+STOPS = [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM"),
+         (signal.SIGHUP, 129, "stopped by SIGHUP")]
+
+
+@pytest.mark.parametrize(("signum", "code", "said"), STOPS, ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_a_hanging_lookup_exits_at_once(
+    server: FaultServer, tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here (nohup?), and so in the command too")
     server.route("/simple/", faults.hang(server))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPI_", "PIP_INDEX", "WHEELS_", "REMOTE_"))}
     env.update(
@@ -349,16 +358,16 @@ def test_sigint_during_a_hanging_lookup_exits_130_at_once(server: FaultServer, t
         assert server.wait_for("/simple/wtfault/", timeout=60), "the look-up never started"
         time.sleep(0.2)  # well inside the request
         sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=10)
         seconds = time.monotonic() - sent
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, err
+    assert process.returncode == code, err
     assert seconds < 2.0
-    assert err.strip() == "wheeltasks: interrupted" and out == ""
+    assert err.strip() == f"wheeltasks: {said}" and out == ""
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
 
 

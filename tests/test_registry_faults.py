@@ -12,7 +12,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
 import time
 import tracemalloc
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
 from tests import fault_servers as faults
 from tests.fault_servers import FaultServer
@@ -282,7 +287,7 @@ def test_a_malformed_manifest_is_one_line(
     _, error = failure(lambda: pull_wheels(fault_client(server, tmp_path), Repository(server.host, REPO), "t", AMD64, dest))
     assert isinstance(error, RemoteError)
     assert said in str(error)
-    assert not dest.exists() or not list(dest.iterdir())
+    assert not dest.exists()
 
 
 def test_an_index_with_null_manifests_has_no_platform(server: FaultServer, tmp_path: Path) -> None:
@@ -363,7 +368,7 @@ def test_a_gzip_bomb_layer_is_not_unpacked(registry_plain: RegistryServer, tmp_p
         "raise MAX_LAYER_MB if the image is genuine"
     )
     assert peak < 32 * MIB and seconds < 10
-    assert list(dest.iterdir()) == []  # not even the good wheel that came first: all or nothing
+    assert not dest.exists()  # not even the good wheel that came first, nor the folder: all or nothing
 
 
 @pytest.mark.parametrize(
@@ -378,7 +383,7 @@ def test_a_layer_that_is_not_a_tar(registry_plain: RegistryServer, tmp_path: Pat
                             "notatar", AMD64, dest)
     )
     assert str(error) == f"a layer of image {registry_plain.host}/{REPO}:notatar is not a readable tar: rebuild and push that image"
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()
 
 
 def test_a_layer_larger_than_the_limit(registry_plain: RegistryServer, tmp_path: Path) -> None:
@@ -413,3 +418,139 @@ def test_extract_wheels_bounds_a_bomb_in_memory(tmp_path: Path) -> None:
     with pytest.raises(RemoteError, match=r"larger than 1 MiB unpacked"):
         extract_wheels(gzip_bomb_layer(64 * MIB), tmp_path, source="x", limit=MIB)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- a pull that fails or is stopped leaves nothing behind ------------------------------------
+
+
+def wheel_image(server: FaultServer, tmp_path: Path, repo: str, tag: str, layer_fault: faults.Behaviour | None = None,
+                manifest_fault: faults.Behaviour | None = None) -> bytes:
+    """Serve ``repo:tag`` as a real wheel image (an index, a manifest, a config, a layer with a
+    wheel) from the fault server, with a fault in place of the layer or of the manifests."""
+    wheel = make_wheel(tmp_path / "src", "wtfault", "1.1.0", "musllinux_1_2_x86_64")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(wheel, arcname=wheel.name)
+    layer = buffer.getvalue()
+    config = canonical_json({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    manifest = canonical_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": LAYER_TAR, "digest": sha256_digest(layer), "size": len(layer)}],
+    })  # fmt: skip
+    index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256_digest(manifest), "size": len(manifest),
+         "platform": {"architecture": "amd64", "os": "linux"}}]})  # fmt: skip
+    manifests = {tag: (index, OCI_INDEX), sha256_digest(manifest): (manifest, OCI_MANIFEST)}
+    blobs = {sha256_digest(config): faults.answer(config, "application/octet-stream"),
+             sha256_digest(layer): layer_fault or faults.answer(layer, "application/octet-stream")}
+
+    def manifest_for(request: faults.Request) -> None:
+        found = manifests.get(request.path.rsplit("/", 1)[-1])
+        if found is None:
+            faults.send(request, 404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', "application/json")
+        else:
+            faults.send(request, 200, found[0], found[1])
+
+    def blob_for(request: faults.Request) -> None:
+        blobs.get(request.path.rsplit("/", 1)[-1], faults.status(404))(request)
+
+    server.route("/v2/", faults.json_answer({}))
+    server.route(f"/v2/{repo}/manifests/", manifest_fault or manifest_for)
+    server.route(f"/v2/{repo}/blobs/", blob_for)
+    return layer
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".partial") or p.name.startswith(".pull-")]
+
+
+PULL_FAULTS = {
+    "layer hangs": lambda server: (faults.hang(server), None),
+    "layer drips": lambda server: (faults.drip(server, 0.2, "application/octet-stream"), None),
+    "layer 500": lambda server: (faults.status(500), None),
+    "layer 404": lambda server: (faults.status(404), None),
+    "layer of the wrong digest": lambda server: (faults.answer(b"not the layer", "application/octet-stream"), None),
+    "layer that is not a tar": lambda server: (faults.answer(b"x" * 100, "application/octet-stream"), None),
+    "manifest 500": lambda server: (None, faults.status(500)),
+    "manifest garbage": lambda server: (None, faults.answer(b"{not json", OCI_MANIFEST)),
+    "manifest hangs": lambda server: (None, faults.hang(server)),
+}
+
+
+@pytest.mark.parametrize("kind", PULL_FAULTS)
+def test_a_failed_pull_leaves_no_staging_folder(server: FaultServer, tmp_path: Path, kind: str) -> None:
+    from tests.helpers import make_settings
+    from wheeltasks import pipeline
+    from wheeltasks.job import make_job
+    from wheeltasks.plan import Plan
+    from wheeltasks.settings import Kind
+
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{server.host}/me", "REMOTE_TIMEOUT": "1",
+                                            "DOCKER_CONFIG": str(tmp_path / "no-docker")})
+    job = make_job(settings, module="wtfault", version=Version("1.1.0"), python="3.12", arch=AMD64, kind=Kind.SHARED)
+    layer_fault, manifest_fault = PULL_FAULTS[kind](server)
+    wheel_image(server, tmp_path, job.repository.path, job.tag, layer_fault, manifest_fault)
+    started = time.monotonic()
+    with pytest.raises(WheelTasksError) as caught:
+        pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
+    assert time.monotonic() - started < 10
+    one_line(caught.value)
+    assert leftovers(tmp_path) == []
+    assert not job.work.pulled.exists()
+
+
+def test_a_good_pull_through_the_same_server(server: FaultServer, tmp_path: Path) -> None:
+    """The image of the fault tests pulls when nothing is wrong with it: the faults are the cause."""
+    from tests.helpers import make_settings
+    from wheeltasks import pipeline
+    from wheeltasks.job import make_job
+    from wheeltasks.plan import Plan
+    from wheeltasks.settings import Kind
+
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{server.host}/me", "REMOTE_TIMEOUT": "5",
+                                            "DOCKER_CONFIG": str(tmp_path / "no-docker")})
+    job = make_job(settings, module="wtfault", version=Version("1.1.0"), python="3.12", arch=AMD64, kind=Kind.SHARED)
+    wheel_image(server, tmp_path, job.repository.path, job.tag)
+    pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
+    assert [p.name for p in job.work.result_wheels()] == ["wtfault-1.1.0-cp312-cp312-musllinux_1_2_x86_64.whl"]
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_stop_signal_during_a_hanging_pull_leaves_nothing_behind(
+    server: FaultServer, tmp_path: Path, signum: int, code: int
+) -> None:
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here (nohup?), and so in the command too")
+    project = tmp_path / "project"
+    project.mkdir()
+    server.route("/simple/", faults.json_page("wtfault"))
+    layer = wheel_image(server, tmp_path, "me/python-musl-wheels", "wtfault1.1.0-py3.12", faults.hang(server))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPI_", "PIP_INDEX", "WHEELS_", "REMOTE_", "DOCKER_"))}
+    env.update(PYPI_INDEX=server.url("/simple/"), WHEELS_REGISTRY=f"{server.host}/me", PYTHON_VERSIONS="3.12",
+               REMOTE_TIMEOUT="120", HOME=str(tmp_path), WHEELTASKS_CACHE_DIR=str(tmp_path / "cache"),
+               WHEELTASKS_PROJECT_DIR=str(project))
+    process = subprocess.Popen([sys.executable, "-m", "wheeltasks", "pull-existing", "wtfault1.1.0-py3.12-amd64"],
+                               cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.wait_for(f"/v2/me/python-musl-wheels/blobs/{sha256_digest(layer)}", timeout=90), "no pull"
+        time.sleep(0.2)  # inside the download
+        assert [p.name for p in leftovers(project)][:1] == ["pulled.partial"]  # what must go
+        sent = time.monotonic()
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=10)
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, err
+    assert seconds < 2.5
+    assert "Traceback" not in err and out == ""
+    assert err.strip().splitlines()[-1] == ("wheeltasks: interrupted" if signum == signal.SIGINT
+                                            else f"wheeltasks: stopped by {signal.Signals(signum).name}")
+    assert leftovers(project) == []
+    assert not (project / ".wheeltasks" / "shared" / "wtfault1.1.0-py3.12" / "amd64" / "pulled").exists()

@@ -202,22 +202,25 @@ class Runner:
         work = job.work
         if wants_self_pull(self.settings, work.state()):
             staging = work.staging("pulled")
-            got = self._pull(job, staging)
-            if got:
-                # The published wheels are now this job's result; an older build's go.
-                work.accept("pulled", staging)
-                console.progress(job.target, "pull-existing", f"{len(got)} wheel(s) from {job.image}")
-            else:
-                work.discard(staging)
+            try:
+                got = self._pull(job, staging)
+                if got:
+                    # The published wheels are now this job's result; an older build's go.
+                    work.accept("pulled", staging)
+                    console.progress(job.target, "pull-existing", f"{len(got)} wheel(s) from {job.image}")
+            finally:
+                work.discard(staging)  # nothing pulled, a failure, Ctrl-C: no empty staging stays
         if not wants_dependency_pulls(self.settings):
             return
         for dep in job.depends:
             if self._result_of(dep):
                 continue
             staging = work.staging("imports-pull")
-            got = self._pull(dep, staging)
-            work.offer_imports(got or [])
-            work.discard(staging)
+            try:
+                got = self._pull(dep, staging)
+                work.offer_imports(got or [])
+            finally:
+                work.discard(staging)
             if got:
                 console.progress(job.target, "pull-existing", f"{len(got)} dependency wheel(s) from {dep.tag}")
 
@@ -366,10 +369,25 @@ class Runner:
         return result
 
     def run(self, steps: Sequence[str], width: int = 1) -> RunReport:
-        """Run every job, up to ``width`` at once; a job starts once those it waits for ended."""
-        if width <= 1:
-            return self._run_in_order(steps)
-        return self._run_side_by_side(steps, width)
+        """Run every job, up to ``width`` at once; a job starts once those it waits for ended.
+
+        Ctrl-C, SIGTERM or SIGHUP (KeyboardInterrupt, in the main thread): every build and
+        container is stopped and every started job's staging folders are removed, with
+        further signals held off until that is done, so a second Ctrl-C cannot skip it.
+        """
+        running_module.reset()
+        try:
+            if width <= 1:
+                return self._run_in_order(steps)
+            return self._run_side_by_side(steps, width)
+        except KeyboardInterrupt:
+            with running_module.signals_held():
+                running_module.stop_all()
+                with self._lock:
+                    started = [r.job for r in self.report.results]
+                for job in started:
+                    job.work.discard_staging()
+            raise
 
     def _run_in_order(self, steps: Sequence[str]) -> RunReport:
         # In this thread: Ctrl-C reaches the step that runs, which cleans up after itself.
@@ -432,11 +450,12 @@ class Runner:
                         errors.append(error)
             except KeyboardInterrupt:
                 # Stop what the workers started, and give them a moment to discard their
-                # staging folders, so nothing half-written stays behind.
-                running_module.stop_all()
-                deadline = time.monotonic() + 1.5
-                for thread in running.values():
-                    thread.join(max(0.0, deadline - time.monotonic()))
+                # staging folders (run() removes what is left), so nothing half-written stays.
+                with running_module.signals_held():
+                    running_module.stop_all()
+                    deadline = time.monotonic() + 1.5
+                    for thread in running.values():
+                        thread.join(max(0.0, deadline - time.monotonic()))
                 raise
         self._finish(errors[0] if errors else None)
         return self.report

@@ -20,9 +20,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline
+from . import builders, console, engines, pipeline, running
 from . import check as check_mod
-from .errors import INTERRUPTED, WheelTasksError
+from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient, clear_cache
 from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
@@ -78,7 +78,8 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
     """Make ``func(settings, ...)`` an invoke task that takes its settings as flags.
 
     This is the one place where project errors become ``Exit``: one line, no traceback,
-    the error's exit code (see ``errors.py``); Ctrl-C exits 130.
+    the error's exit code (see ``errors.py``); Ctrl-C exits 130, SIGTERM 143 and SIGHUP
+    129, each after the same clean-up (``running.stop_signals``).
     """
     own = list(inspect.signature(func).parameters.values())[1:]
     options = _flag_options(name)
@@ -90,9 +91,12 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
         flags = {by_flag[k].field: kwargs.pop(k) or None for k in list(kwargs) if k in by_flag}
         console.show_warnings()
         try:
-            return func(load_settings(c, flags), **kwargs)
+            with running.stop_signals():
+                return func(load_settings(c, flags), **kwargs)
         except WheelTasksError as exc:
             raise Exit(f"wheeltasks: {exc}", code=exc.exit_code) from None
+        except Stopped as exc:
+            raise Exit(f"wheeltasks: {exc.message}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("wheeltasks: interrupted", code=INTERRUPTED) from None
         except BrokenPipeError:
