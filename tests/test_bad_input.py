@@ -116,6 +116,12 @@ CASES = [
     Case("flag-value-bad", ("resolve", "wtplain", "--remote-timeout=abc"), "REMOTE_TIMEOUT='abc' is not a number"),
     Case("task-flag-elsewhere", ("clean-cache", "--push"), "No idea what '--push' is", inv_code=1),
     Case("push-without-registry", ("build", "wtplain-amd64", "--push"), "no registry configured"),
+    # a step run alone where nothing was built: what to run first, nothing written
+    Case("export-on-nothing", ("export", "wtplain1.5.0-py3.12-amd64"),
+         "nothing built for wtplain1.5.0-py3.12-amd64 in "),
+    Case("export-on-nothing-says", ("export", "wtplain-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first"),
+    Case("push-on-nothing", ("push", "wtplain1.5.0-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first",
+         env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}),
 ]
 
 

@@ -208,6 +208,58 @@ def test_a_tag_in_the_projects_own_capitalisation_is_pulled(tmp_path: Path, regi
     assert [p.name for p in job.work.result_wheels()] == [wheel.name]
 
 
+# ---- a step run alone on nothing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "state", "first"),
+    [
+        (("export",), State.EMPTY, "nothing built for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("repair",), State.EMPTY, "nothing built for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("push",), State.EMPTY, "nothing built for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("export",), State.BUILT, "built but not repaired for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("push",), State.BUILT, "built but not repaired for wtdep1.0-py3.11-amd64 or its dependencies"),
+    ],
+)
+def test_a_step_run_alone_on_nothing_names_what_to_run_first(
+    tmp_path: Path, steps: tuple[str, ...], state: State, first: str
+) -> None:
+    settings = make_settings(tmp_path, env=REGISTRY)
+    base = job_of(settings, "wtbase")
+    dep = job_of(settings, "wtdep", depends=(base,))
+    if state is State.BUILT:
+        for job in (base, dep):
+            fake_wheel(job.work.built, f"{job.module}-1.0-cp311-cp311-linux_x86_64.whl")
+    task = "build" if state is State.EMPTY else "repair"
+    with pytest.raises(WheelTasksError) as caught:
+        pipeline.run(settings, Plan((base, dep)), steps=steps)
+    assert str(caught.value) == f"{first} in {settings.work_dir}: run `inv {task} wtdep1.0-py3.11-amd64` first"
+    assert caught.value.exit_code == 2
+    if state is State.EMPTY:
+        assert not settings.work_dir.exists()  # no report, no folder: nothing written
+    else:
+        assert not (settings.work_dir / pipeline.REPORT_FILE).exists()
+
+
+def test_a_step_alone_on_many_jobs_says_it_once(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    jobs = tuple(job_of(settings, f"wtmany{chr(97 + n)}") for n in range(5))
+    with pytest.raises(WheelTasksError, match=r"nothing built for any of the 5 jobs \(wtmanya1.0-py3.11-amd64, "
+                                              r"wtmanyb1.0-py3.11-amd64, wtmanyc1.0-py3.11-amd64, \.\.\.\) in .*: "
+                                              r"run `inv build` on the same targets first"):
+        pipeline.run(settings, Plan(jobs), steps=("export",))
+
+
+def test_a_libressl_export_needs_nothing(tmp_path: Path) -> None:
+    from wheeltasks.targets import SSL
+
+    settings = make_settings(tmp_path)
+    job = make_job(settings, module="cryptography", ssl=SSL.LIBRESSL, version=Version("45.0"), python="3.11",
+                   arch=get_arch("amd64"), kind=Kind.SHARED)
+    report = pipeline.run(settings, Plan((job,)), steps=("export",))
+    assert [r.outcome for r in report.results] == ["done"]
+
+
 # ---- stopped runs leave no staging folder ------------------------------------------------------
 
 

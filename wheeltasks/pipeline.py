@@ -536,6 +536,7 @@ def run(
     if settings.noop:
         print_noop(settings, plan, steps)
         return RunReport()
+    check_inputs(settings, plan, steps)
     builds = "build" in steps and not settings.no_build
     if builds:
         # No engine, buildx or QEMU: say so once, before any job.
@@ -543,6 +544,44 @@ def run(
             docker_engine.check_build(arch, engine)
     width = settings.jobs or (_engine_cpus(plan) if builds else 1)
     return Runner(settings, plan, json_report, live).run(steps, width)
+
+
+def check_inputs(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:
+    """Steps run alone (``inv export``, ``repair``, ``push``: no build or pull before them)
+    work on what an earlier run left in each job's work folder. When not one job has
+    anything to work on, say which task to run first, before any job runs and before
+    anything is written (no table, no report). When some have, the run goes on, and the
+    others fail in its table as usual."""
+    if "build" in steps or "pull-existing" in steps:
+        return
+    missing: dict[str, list[Job]] = {}
+    needy = 0
+    for job in plan.jobs:
+        needs_result = "push" in steps or ("export" in steps and job.exports)
+        if not needs_result and "repair" not in steps:
+            continue  # export of a LibreSSL job: nothing to do, nothing needed
+        needy += 1
+        state = job.work.state()
+        if state is State.EMPTY:
+            missing.setdefault("build", []).append(job)
+        elif state is State.BUILT and needs_result and "repair" not in steps:
+            missing.setdefault("repair", []).append(job)
+    if not needy or sum(map(len, missing.values())) < needy:
+        return
+    task, what = ("build", "nothing built") if "build" in missing else ("repair", "built but not repaired")
+    jobs = missing[task]
+    # Name the jobs the user asked for: building them builds their dependencies first.
+    depended = {dep.key for job in jobs for dep in job.depends}
+    tops = [job.target for job in jobs if job.key not in depended] or [jobs[-1].target]
+    also = f" or {'its' if len(tops) == 1 else 'their'} dependencies" if len(tops) < len(jobs) else ""
+    if len(tops) > 3:
+        raise WheelTasksError(
+            f"{what} for any of the {len(tops)} jobs ({', '.join(tops[:3])}, ...){also} in {settings.work_dir}: "
+            f"run `inv {task}` on the same targets first"
+        )
+    raise WheelTasksError(
+        f"{what} for {', '.join(tops)}{also} in {settings.work_dir}: run `inv {task} {','.join(tops)}` first"
+    )
 
 
 def _engine_cpus(plan: Plan) -> int:

@@ -157,9 +157,13 @@ def plan_for(
     index: IndexClient | None = None,
     both: bool = False,
     build: bool = True,
+    route: bool = True,
 ) -> Plan:
+    """The plan of the targets; ``build``: the run builds (no engine is an error then);
+    ``route``: the steps need to know where a job builds (pull-existing, export and push
+    do not: they run without an engine or buildx, and without asking for them)."""
     texts = [targets] if isinstance(targets, str) else list(targets)
-    router = routes(settings, strict=build and not settings.noop)
+    router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
                    newest=lambda: builders.newest_python(settings))
     for message in plan.notes:
@@ -218,7 +222,7 @@ def _update(settings: Settings, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None:
     """Fetch existing wheel images: the target's own and its dependencies'."""
-    run_plan(settings, plan_for(settings, targets), ("pull-existing",), json)
+    run_plan(settings, plan_for(settings, targets, route=False), ("pull-existing",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
@@ -236,13 +240,13 @@ def _repair(settings: Settings, targets: str, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _export(settings: Settings, targets: str, json: bool = False) -> None:
     """Copy the repaired wheels into wheels/<arch>/ (atomically; OpenSSL builds only)."""
-    run_plan(settings, plan_for(settings, targets), ("export",), json)
+    run_plan(settings, plan_for(settings, targets, route=False), ("export",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _push(settings: Settings, targets: str, json: bool = False) -> None:
     """Push the repaired wheels as multi-platform wheel images."""
-    run_plan(settings, plan_for(settings, targets), ("push",), json)
+    run_plan(settings, plan_for(settings, targets, route=False), ("push",), json)
 
 
 @helps(json=REPORT_HELP)
