@@ -45,6 +45,8 @@ CASES = [
     Case("special-not-alone", ("resolve", "all,wtplain"), "must be given alone"),
     Case("task-as-target", ("resolve", "check"), "task of its own"),
     Case("python-3.99", ("resolve", "wtplain-py3.99"), "no CPython 3.99"),
+    Case("python-patch", ("resolve", "wtplain-py3.11.2"), "-py3.11.2 names a patch release"),
+    Case("python-patch-after-version", ("resolve", "wtplain1.5.0-py3.12.1-amd64"), "(-py3.12)"),
     Case("ssl-suffix", ("resolve", "wtplain-openssl"), "does not link an SSL library"),
     Case("not-on-index", ("resolve", "no-such-project-xyz"), "not found on"),
     Case("version-not-on-index", ("resolve", "wtplain9.9-amd64"), "9.9 is not on"),
