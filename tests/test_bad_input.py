@@ -33,6 +33,9 @@ class Case:
     # invoke's own parse errors with `inv`: exit 1, invoke's words (see errors.py)
     inv_code: int | None = None
     inv_fragment: str | None = None
+    # The index answered a look-up before the error: its page may be cached. Every other
+    # case writes nothing at all, not even an empty cache file.
+    looked_up: bool = False
 
 
 CASES = [
@@ -49,7 +52,7 @@ CASES = [
     Case("python-patch-after-version", ("resolve", "wtplain1.5.0-py3.12.1-amd64"), "(-py3.12)"),
     Case("ssl-suffix", ("resolve", "wtplain-openssl"), "does not link an SSL library"),
     Case("not-on-index", ("resolve", "no-such-project-xyz"), "not found on"),
-    Case("version-not-on-index", ("resolve", "wtplain9.9-amd64"), "9.9 is not on"),
+    Case("version-not-on-index", ("resolve", "wtplain9.9-amd64"), "9.9 is not on", looked_up=True),
     Case("non-ascii", ("resolve", "caf\u00e9"), "not a valid module name"),
     Case("empty", ("resolve", ""), "no target given"),
     Case("comma-only", ("resolve", ",,"), "no target given"),
@@ -78,7 +81,28 @@ CASES = [
     Case("exclude-shape", ("resolve", "wtplain"), "EXCLUDE entry 'foo' is not arch:ssl", env={"EXCLUDE": "foo"}),
     Case("cross-word", ("resolve", "wtplain"), "CROSS='sometimes' is not one of", env={"CROSS": "sometimes"}),
     Case("timeout-word", ("resolve", "wtplain"), "REMOTE_TIMEOUT='soon' is not a number", env={"REMOTE_TIMEOUT": "soon"}),
-    Case("timeout-negative", ("resolve", "wtplain"), "must be greater than 0", env={"REMOTE_TIMEOUT": "-1"}),
+    Case("timeout-negative", ("resolve", "wtplain"), "must be a finite number greater than 0", env={"REMOTE_TIMEOUT": "-1"}),
+    Case("timeout-inf", ("resolve", "wtplain"), "REMOTE_TIMEOUT='inf' must be a finite number", env={"REMOTE_TIMEOUT": "inf"}),
+    Case("timeout-nan", ("resolve", "wtplain"), "REMOTE_TIMEOUT='nan' must be a finite number", env={"REMOTE_TIMEOUT": "nan"}),
+    Case("timeout-huge", ("resolve", "wtplain"), "REMOTE_TIMEOUT='1e308' is more than 86400", env={"REMOTE_TIMEOUT": "1e308"}),
+    Case("timeout-yaml-inf", ("resolve", "wtplain"), "REMOTE_TIMEOUT=inf must be a finite number",
+         yaml="wheeltasks:\n  remote_timeout: .inf\n"),
+    Case("jobs-inf", ("resolve", "wtplain"), "JOBS='inf' is not a whole number", env={"JOBS": "inf"}),
+    Case("index-ipv6", ("resolve", "wtplain"), "it cannot be parsed (Invalid IPv6 URL)", env={"PYPI_INDEX": "http://[::1/simple/"}),
+    Case("index-password-slash", ("resolve", "wtplain"), "PYPI_INDEX='http://***@127.0.0.1:8080/simple/' cannot be split",
+         env={"PYPI_INDEX": f"http://me:{SECRET}/x@127.0.0.1:8080/simple/"}),
+    Case("index-password-at", ("resolve", "wtplain"), "could not reach the package index http://***@127.0.0.1:9/simple/",
+         env={"PYPI_INDEX": f"http://me:{SECRET}@x@127.0.0.1:9/simple/"}, code=4),
+    Case("index-token-query", ("resolve", "wtplain"), "PYPI_INDEX='http://127.0.0.1:9/simple/?token=***' has a query",
+         env={"PYPI_INDEX": f"http://127.0.0.1:9/simple/?token={SECRET}"}),
+    Case("index-crlf", ("resolve", "wtplain"), "PYPI_INDEX holds a control character ('\\r'",
+         env={"PYPI_INDEX": f"http://me:{SECRET}@127.0.0.1:9/simple/\r\nX-Injected: 1"}),
+    Case("username-crlf", ("resolve", "wtplain"), "REGISTRY_USERNAME holds a control character",
+         env={"REGISTRY_USERNAME": "me\r\nX-Injected: 1"}),
+    Case("password-lf", ("resolve", "wtplain"), "REGISTRY_PASSWORD holds a control character",
+         env={"REGISTRY_PASSWORD": f"{SECRET}\n"}),
+    Case("alpine-shell", ("resolve", "wtplain"), "ALPINE_VERSION='3.22 ;rm' is not a word", env={"ALPINE_VERSION": "3.22 ;rm"}),
+    Case("ca-folder", ("resolve", "wtplain"), "CA bundle /etc is a folder, not a file", env={"CA_BUNDLE": "/etc"}),
     Case("size-fraction", ("resolve", "wtplain"), "is not a whole number", env={"MAX_LAYER_MB": "1.5"}),
     Case("ca-missing", ("resolve", "wtplain"), "CA bundle /nonexistent.pem does not exist",
          env={"CA_BUNDLE": "/nonexistent.pem"}),
@@ -117,13 +141,14 @@ CASES = [
     Case("unknown-short", ("resolve", "wtplain", "-x"), "No idea what '-x' is", inv_code=1),
     Case("flag-value-bad", ("resolve", "wtplain", "--remote-timeout=abc"), "REMOTE_TIMEOUT='abc' is not a number"),
     Case("task-flag-elsewhere", ("clean-cache", "--push"), "No idea what '--push' is", inv_code=1),
-    Case("push-without-registry", ("build", "wtplain-amd64", "--push"), "no registry configured"),
+    Case("push-without-registry", ("build", "wtplain-amd64", "--push"), "no registry configured", looked_up=True),
     # a step run alone where nothing was built: what to run first, nothing written
     Case("export-on-nothing", ("export", "wtplain1.5.0-py3.12-amd64"),
-         "nothing built for wtplain1.5.0-py3.12-amd64 in "),
-    Case("export-on-nothing-says", ("export", "wtplain-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first"),
+         "nothing built for wtplain1.5.0-py3.12-amd64 in ", looked_up=True),
+    Case("export-on-nothing-says", ("export", "wtplain-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first",
+         looked_up=True),
     Case("push-on-nothing", ("push", "wtplain1.5.0-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first",
-         env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}),
+         env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}, looked_up=True),
 ]
 
 
@@ -161,7 +186,8 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
         else:
             (project / name).mkdir()
     before = sorted(p.name for p in project.iterdir())
-    env = {**base_env, **case.env}
+    cache = tmp_path / "cache"
+    env = {**base_env, "WHEELTASKS_CACHE_DIR": str(cache), **case.env}
     done = subprocess.run(
         [*cli_commands(project)[cli], *case.args], cwd=project, env=env, capture_output=True, text=True, timeout=120
     )
@@ -179,6 +205,8 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
     # Nothing written: no work folder, no wheels folder, nothing else new.
     after = sorted(p.name for p in project.iterdir() if p.name != "__pycache__")
     assert after == before
+    if not case.looked_up:
+        assert not cache.exists(), sorted(cache.rglob("*"))
 
 
 def test_wheeltasks_reads_the_projects_invoke_yaml(tmp_path: Path, base_env: dict[str, str]) -> None:
