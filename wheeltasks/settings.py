@@ -395,7 +395,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("shared", "build shared wheels (auditwheel-repaired, musllinux_1_2_*); the default kind"),
     Option("no_shared", "build no-shared wheels (linux_*, linking the system libraries)"),
     Option("build_both", "build both kinds", flag_name="both"),
-    Option("clean_cache", "drop cached index look-ups first (they are kept 24 h)"),
+    Option("clean_cache", "drop cached look-ups first (index pages and builder Pythons, kept 24 h)"),
     Option("force", "let export replace a different file of the same name in wheels/", env_name="WHEELS_FORCE"),
     Option("fail_fast", "stop the run at the first failed job (else the others go on and the run ends with a table)"),
     Option("pypi_index", "simple index for pip and version look-ups", default_text="PIP_INDEX_URL, else pip's own"),

@@ -269,9 +269,10 @@ def _engines(settings: Settings, json: bool = False) -> None:
 
 
 def _clean_cache(settings: Settings) -> None:
-    """Drop cached index look-ups (the same as CLEAN_CACHE=1)."""
-    removed = clear_cache(settings)
-    console.note(f"cleared the index cache: {', '.join(map(str, removed)) or 'it was empty'}")
+    """Drop every cached look-up: index pages and the builder images' Pythons (CLEAN_CACHE=1
+    ignores them for one run)."""
+    removed = [*clear_cache(settings), *builders.clear_cache(settings)]
+    console.note(f"cleared the cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
 
 ns = Collection(
