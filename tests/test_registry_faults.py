@@ -9,6 +9,7 @@ config that is garbage) are pushed to it; the rest come from tests/fault_servers
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -33,7 +34,7 @@ from tests.fixtures_registry import RegistryServer
 from tests.test_registry import client_for, make_wheel, push_single, settings_for
 from wheeltasks.errors import RemoteError, WheelTasksError
 from wheeltasks.images import LAYER_TAR, canonical_json, extract_wheels, pull_wheels
-from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256_digest
+from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, docker_credentials, sha256_digest
 from wheeltasks.settings import Repository
 from wheeltasks.targets import get_arch
 
@@ -554,3 +555,204 @@ def test_a_stop_signal_during_a_hanging_pull_leaves_nothing_behind(
                                             else f"wheeltasks: stopped by {signal.Signals(signum).name}")
     assert leftovers(project) == []
     assert not (project / ".wheeltasks" / "shared" / "wtfault1.1.0-py3.12" / "amd64" / "pulled").exists()
+
+
+# ---- one deadline for a whole tag listing ------------------------------------------------------
+
+
+def slow_endless_tags(server: FaultServer, delay: float) -> faults.Behaviour:
+    """Endless tag pages, each after ``delay`` seconds: every page is well within a deadline."""
+    pages = faults.endless_tags()
+
+    def behave(request: faults.Request) -> None:
+        if not server.stopping.wait(delay):
+            pages(request)
+
+    return behave
+
+
+def test_a_paged_tag_listing_ends_by_one_deadline(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/tags/list", slow_endless_tags(server, 0.3))
+    seconds, error = failure(lambda: fault_client(server, tmp_path, timeout=1.0).tags(REPO))
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"registry {server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
+    assert seconds < LATE  # one deadline: not 1000 pages x 1 s
+    assert 2 <= len(server.requested(f"/v2/{REPO}/tags/list")) <= 6
+
+
+def test_a_short_paged_listing_within_the_deadline(server: FaultServer, tmp_path: Path) -> None:
+    first = f'</v2/{REPO}/tags/list?n=1&last=a>; rel="next"'
+    pages = {"": (["a"], first), "a": (["b"], "")}
+
+    def behave(request: faults.Request) -> None:
+        last = request.path.partition("last=")[2]
+        tags, link = pages[last]
+        faults.send(request, 200, json.dumps({"tags": tags}).encode(), "application/json", {"Link": link} if link else {})
+
+    server.route(f"/v2/{REPO}/tags/list", behave)
+    assert fault_client(server, tmp_path, timeout=5.0).tags(REPO) == ["a", "b"]
+
+
+# ---- URLs the registry sends: one line when they cannot be followed ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("link", "said"),
+    [
+        ('<http://[::1/v2/x>; rel="next"', "it cannot be parsed (Invalid IPv6 URL)"),
+        ('<http://127.0.0.1:99999/v2/x>; rel="next"', "invalid port"),
+        ('<file:///etc/passwd>; rel="next"', "not an http(s) URL"),
+        ('<http://h/a b>; rel="next"', "control character or a space"),
+        (f'<http://u:{SECRET}/x@h/v2/x>; rel="next"', "percent-encode"),
+    ],
+    ids=["ipv6", "port", "file", "space", "ambiguous"],
+)
+def test_a_malformed_tag_page_link_is_one_line(server: FaultServer, tmp_path: Path, link: str, said: str) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"sent a tag page link of {REPO} that cannot be followed" in str(error) and said in str(error)
+    assert SECRET not in str(error)
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://[::1/upload", "http://127.0.0.1:99999/upload", "file:///tmp/upload", "gopher://h/x",
+     f"http://u:{SECRET}?x@h/upload"],
+    ids=["ipv6", "port", "file", "gopher", "ambiguous"],
+)
+def test_an_upload_location_that_is_no_url_is_one_line(server: FaultServer, tmp_path: Path, location: str) -> None:
+    server.route(f"/v2/{REPO}/blobs/uploads/", faults.status(202, Location=location))
+    server.route(f"/v2/{REPO}/blobs/", faults.status(404))
+    _, error = failure(lambda: fault_client(server, tmp_path).put_blob(REPO, b"data"))
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"sent an upload location for {REPO} that cannot be followed" in str(error)
+    assert SECRET not in str(error)
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "http://[::1/blob", "http://127.0.0.1:99999/blob"])
+def test_a_blob_redirect_that_cannot_be_followed_is_one_line(server: FaultServer, tmp_path: Path, location: str) -> None:
+    server.route(f"/v2/{REPO}/blobs/", faults.redirect(location, 307))
+    _, error = failure(lambda: fault_client(server, tmp_path).get_blob(REPO, DIGEST))
+    assert isinstance(error, RemoteError) and "a redirect to a URL that cannot be followed" in str(error)
+
+
+def test_a_realm_that_is_no_url_is_one_line(server: FaultServer, tmp_path: Path) -> None:
+    server.route("/v2/", faults.bearer_challenge(f"http://u:{SECRET}@[::1/token"))
+    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password="p").tags(REPO))
+    assert isinstance(error, RemoteError) and "not an http(s) URL" in str(error) and SECRET not in str(error)
+
+
+# ---- the Docker config and its credential helpers -------------------------------------------------
+
+
+def docker_config(tmp_path: Path, content: str | bytes) -> str:
+    path = tmp_path / "docker" / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"auths": {"127.0.0.1:5000": {"auth": "not base64!"}}}',
+        '{"auths": {"127.0.0.1:5000": {"auth": "' + base64.b64encode(b"no-colon-" + SECRET.encode()).decode() + '"}}}',
+        '{"auths": {"127.0.0.1:5000": {"auth": "' + base64.b64encode(b"u:\xff\xfe").decode() + '"}}}',
+        '{"auths": {"127.0.0.1:5000": {"auth": 42}}}',
+        '{"auths": {"127.0.0.1:5000": "a string"}}',
+        '[{"auths": {}}]',
+        '"just text"',
+        '{"credHelpers": ["wtnone"]}',
+        '{"auths": ["127.0.0.1:5000"]}',
+    ],
+    ids=["auth-not-base64", "auth-without-colon", "auth-not-utf8", "auth-number", "entry-string", "list", "string",
+         "helpers-list", "auths-list"],
+)
+def test_a_malformed_docker_config_is_one_line(tmp_path: Path, content: str) -> None:
+    config = docker_config(tmp_path, content)
+    with pytest.raises(WheelTasksError) as caught:
+        docker_credentials("127.0.0.1:5000", config)
+    assert caught.value.exit_code == 2
+    assert one_line(caught.value).startswith(f"cannot read the Docker config {config} (")
+    assert SECRET not in str(caught.value)
+
+
+def test_a_docker_config_that_is_a_fifo_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "docker" / "config.json"
+    path.parent.mkdir()
+    os.mkfifo(path)
+    seconds, error = failure(lambda: docker_credentials("127.0.0.1:5000", str(path)))
+    assert "is not a regular file" in str(error) and seconds < LATE
+
+
+@pytest.fixture
+def helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], str]:
+    """``helpers(name, script)``: a docker-credential-<name> on PATH; the Docker config naming it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+    def make(name: str, script: str) -> str:
+        helper = bindir / f"docker-credential-{name}"
+        helper.write_text(f"#!/bin/sh\n{script}\n")
+        helper.chmod(0o755)
+        return docker_config(tmp_path, json.dumps({"credsStore": name}))
+
+    return make
+
+
+def test_a_hanging_credential_helper_is_stopped_at_the_deadline(
+    helpers: Callable[[str, str], str], tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    # The helper and a child of its own (holding the pipes open), both hanging.
+    config = helpers("wthang", f"sleep 300 & echo $$ $! > {pids}; wait")
+    seconds, error = failure(lambda: RegistryClient("127.0.0.1:5000", docker_config=config, timeout=1.0))
+    assert type(error) is WheelTasksError and error.exit_code == 2
+    assert str(error).startswith("the Docker credential helper docker-credential-wthang did not answer within 1 s "
+                                 "(REMOTE_TIMEOUT) for registry 127.0.0.1:5000: stopped it;")
+    assert seconds < LATE
+    time.sleep(0.2)
+    for pid in map(int, pids.read_text().split()):
+        state = Path(f"/proc/{pid}/status")
+        assert not state.exists() or "(zombie)" in state.read_text(), f"{pid} outlived the deadline"
+
+
+def test_a_credential_helpers_stderr_never_reaches_the_output(
+    helpers: Callable[[str, str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = helpers("wtloud", f"echo 'error: token {SECRET} rejected' >&2; echo 'details {SECRET}'; exit 3")
+    _, error = failure(lambda: docker_credentials("127.0.0.1:5000", config, 5.0))
+    assert str(error).startswith("the Docker credential helper docker-credential-wtloud failed (exit 3)")
+    out, err = capfd.readouterr()
+    assert SECRET not in str(error) and SECRET not in out and SECRET not in err
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (f'cat > /dev/null; echo \'{{"ServerURL": "x", "Username": "me", "Secret": "{SECRET}"}}\'', ("me", SECRET)),
+        ("echo 'credentials not found in native keychain'; exit 1", ("", "")),
+        ('echo \'{"Username": "", "Secret": ""}\'', ("", "")),
+        ('echo \'{"Username": "<token>", "Secret": "idtoken"}\'', ("", "")),
+    ],
+    ids=["found", "not-found", "empty", "identity-token"],
+)
+def test_a_credential_helper_that_answers(
+    helpers: Callable[[str, str], str], script: str, expected: tuple[str, str]
+) -> None:
+    assert docker_credentials("127.0.0.1:5000", helpers("wtok", script), 5.0) == expected
+
+
+@pytest.mark.parametrize("script", ["echo 'not json'", "echo '[1]'", "echo '{\"Username\": 1, \"Secret\": 2}'"])
+def test_a_credential_helper_that_answers_garbage(helpers: Callable[[str, str], str], script: str) -> None:
+    _, error = failure(lambda: docker_credentials("127.0.0.1:5000", helpers("wtodd", script), 5.0))
+    assert "answered something that is not credentials" in str(error)
+
+
+def test_a_credential_helper_that_is_not_installed(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    config = docker_config(tmp_path, json.dumps({"credHelpers": {"127.0.0.1:5000": "wt-not-installed"}}))
+    _, error = failure(lambda: docker_credentials("127.0.0.1:5000", config))
+    assert "docker-credential-wt-not-installed (named in the Docker config) is not installed" in str(error)
+    assert capfd.readouterr().err == ""  # docker-py's warning is not printed either
