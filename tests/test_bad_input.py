@@ -129,6 +129,7 @@ CASES = [
          yaml="other:\n  deep:\n    2: y\n"),
     Case("yaml-fifo", ("resolve", "wtplain"), "invoke.yaml is not a regular file", special="fifo:invoke.yaml"),
     Case("yaml-folder", ("resolve", "wtplain"), "invoke.yaml is a folder", special="dir:invoke.yaml"),
+    Case("recipe-fifo", ("resolve", "wtodd1.0-amd64"), "scripts/wtodd.sh is not a regular file", special="fifo:scripts/wtodd.sh"),
     Case("json-list", ("resolve", "wtplain"), "invoke.json must be a mapping of sections, not a list",
          yaml="[1, 2]", config_name="invoke.json"),
     Case("json-truncated", ("resolve", "wtplain"), "invoke.json: Expecting", yaml='{"wheeltasks": ', config_name="invoke.json"),
@@ -181,6 +182,7 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
         (project / case.config_name).write_bytes(data)
     if case.special is not None:
         kind, _, name = case.special.partition(":")
+        (project / name).parent.mkdir(exist_ok=True)
         if kind == "fifo":
             os.mkfifo(project / name)
         else:
