@@ -12,6 +12,11 @@ skipped or failed. The rules, in one place:
   NO_SELF_PULL; NO_BUILD **skips** the build; otherwise it is **built**.
 - repair: a built job is repaired; a reused one needs none; nothing built is an error.
 - export: OpenSSL (and SSL-less) jobs only; push: with DO_PUSH (or the push task).
+- a step run alone (repair, export, push: no build or pull before it) where not one job
+  has anything to work on: one error naming the task to run first, before any job runs
+  (:func:`check_inputs`).
+- Ctrl-C, SIGTERM, SIGHUP: builds and containers are stopped and every started job's
+  staging folders removed (:meth:`Runner.run`).
 
 A failed job does not stop the run (unless FAIL_FAST): the jobs that depend on it are
 skipped, the others go on, and the run ends with a table and a non-zero exit.
