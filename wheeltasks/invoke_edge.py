@@ -6,15 +6,17 @@ the ``tasks.py``) is read by invoke's ``Config.load_project``. invoke opens it u
 FIFO there blocks it for good), and a file that does not parse, is not UTF-8, is not a
 mapping, or has a key that is not text (invoke's environment look-up then fails while
 starting the task) ends in a traceback. :func:`load_project` checks the file first and
-turns each of those into one ``wheeltasks:`` line, exit 2.
+turns each of those into one ``wheeltasks:`` line, exit 2 (:func:`guard`; a runtime file,
+``inv -f FILE``, is checked the same way).
 
 ``wheeltasks`` (``program.py``) calls it itself. ``inv`` loads the project's configuration
 right after it imported the ``tasks.py`` that imports this package, and before any task
 runs: so the package, as it is imported, adopts the invoke Program that is importing it
 (:func:`adopt_loading_program`): that Program's configuration loads the project file
 through :func:`load_project`, and its help and task list stop quietly on a closed pipe.
-What ``inv`` reads or prints before it imports ``tasks.py`` (``/etc/invoke.yaml``,
-``~/.invoke.yaml``, ``inv --help`` without a task, ``inv --version``) is beyond reach.
+What ``inv`` reads or prints before it imports ``tasks.py`` (``/etc/invoke.yaml`` and
+``~/.invoke.yaml`` in ``Program.create_config``, ``inv --help`` without a task and
+``inv --version`` in ``parse_core``/``parse_collection``) is beyond reach.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from invoke.config import Config
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, UnknownFileType
 from invoke.program import Program
 from invoke.util import yaml  # type: ignore[attr-defined]  # invoke vendors PyYAML
 
@@ -67,8 +69,8 @@ def check_project_file(path: Path) -> None:
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO or a device?)"
         raise config_error(path.parent, f"{path.name} is {kind}; it must be a file")
-    if path.suffix == ".py":
-        return  # Python: only invoke can run it; its errors are caught in load_project
+    if path.suffix.lstrip(".") not in ("yaml", "yml", "json"):
+        return  # Python (only invoke can run it), or a type invoke refuses itself: its errors are caught
     try:
         text = path.read_bytes().decode("utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)  # type: ignore[no-untyped-call]
@@ -98,19 +100,53 @@ def _check_keys(path: Path, data: dict[Any, Any], where: tuple[str, ...]) -> Non
                 pending.append((value, (*at, key)))
 
 
-def load_project(config: Config, folder: Path | str | None, load: Callable[..., None], merge: bool = True) -> None:
-    """``load(merge)`` (invoke's own ``load_project``) once the project's file was checked;
-    any failure of invoke's is one line too."""
-    if folder is None:
-        load(merge)
-        return
-    path = project_file(Path(folder), str(config.file_prefix or config.prefix))
+def _loaded(load: Callable[[bool], None], merge: bool, path: Path | None, folder: Path | str) -> None:
+    """``load(merge)`` (one of invoke's loaders) once ``path`` was checked; any failure of
+    invoke's is one line too."""
     if path is not None:
         check_project_file(path)
     try:
         load(merge)
-    except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError, SyntaxError) as exc:
+    except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError, SyntaxError, UnknownFileType) as exc:
         raise config_error(folder, str(exc) or type(exc).__name__) from None
+
+
+def guard(config: Config) -> None:
+    """Make ``config`` check the project's configuration file, and a runtime one (``inv -f
+    FILE``, ``INVOKE_RUNTIME_CONFIG``), before invoke reads it. The methods are replaced on
+    this instance only, with object.__setattr__: a Config turns other attribute sets into
+    configuration values."""
+    set_project, load_project = config.set_project_location, config.load_project
+    set_runtime, load_runtime = config.set_runtime_path, config.load_runtime
+    where: dict[str, str | None] = {"project": None, "runtime": None}
+    prefix = str(config.file_prefix or config.prefix)
+
+    def set_project_location(path: Any) -> None:
+        where["project"] = None if path is None else str(path)
+        set_project(path)
+
+    def load_project_checked(merge: bool = True) -> None:
+        folder = where["project"]
+        if folder is None:
+            load_project(merge)
+        else:
+            _loaded(load_project, merge, project_file(Path(folder), prefix), folder)
+
+    def set_runtime_path(path: Any) -> None:
+        where["runtime"] = None if path is None else str(path)
+        set_runtime(path)
+
+    def load_runtime_checked(merge: bool = True) -> None:
+        runtime = where["runtime"]
+        if runtime is None:
+            load_runtime(merge)
+        else:  # invoke skips a runtime file that does not exist: so does the check
+            path = Path(runtime).expanduser()
+            _loaded(load_runtime, merge, path if os.path.lexists(path) else None, path.parent)
+
+    for name, method in (("set_project_location", set_project_location), ("load_project", load_project_checked),
+                         ("set_runtime_path", set_runtime_path), ("load_runtime", load_runtime_checked)):
+        object.__setattr__(config, name, method)
 
 
 def closed_pipe() -> Exit:
@@ -152,27 +188,14 @@ def loading_program(frame: FrameType | None) -> Program | None:
 
 
 def adopt_loading_program() -> None:
-    """Under ``inv``: the Program importing this package reads the project's configuration
-    through :func:`load_project`, and its help and lists stop quietly on a closed pipe.
-    Nothing happens when no Program is loading a collection (``wheeltasks``, a test, a
-    library import), or when that Program already is ``wheeltasks``'s own."""
+    """Under ``inv``: the Program importing this package checks the project's (and a runtime)
+    configuration file before reading it (:func:`guard`), and its help and lists stop
+    quietly on a closed pipe. Nothing happens when no Program is loading a collection
+    (``wheeltasks``, a test, a library import), or when that Program already is
+    ``wheeltasks``'s own."""
     program = loading_program(sys._getframe(1))
     if program is None or getattr(program, "safe_config", False):
         return
-    config = program.config
-    load, locate = config.load_project, config.set_project_location
-    folder: list[str | None] = [None]
-
-    def set_project_location(path: Any) -> None:
-        folder[0] = None if path is None else str(path)
-        locate(path)
-
-    def load_project_safely(merge: bool = True) -> None:
-        load_project(config, folder[0], load, merge)
-
-    # On the instance, with object.__setattr__: a Config turns other attribute sets into
-    # configuration values.
-    object.__setattr__(config, "set_project_location", set_project_location)
-    object.__setattr__(config, "load_project", load_project_safely)
+    guard(program.config)
     for name in PRINTERS:
         setattr(program, name, quiet_pipe(getattr(program, name)))

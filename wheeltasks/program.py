@@ -92,6 +92,10 @@ class WheelTasksProgram(Program):
     list_tasks = invoke_edge.quiet_pipe(Program.list_tasks)
     print_version = invoke_edge.quiet_pipe(Program.print_version)
 
+    def create_config(self) -> None:
+        super().create_config()
+        invoke_edge.guard(self.config)
+
     def parse_core(self, argv: list[str] | None) -> None:
         try:
             super().parse_core(argv)
@@ -102,7 +106,7 @@ class WheelTasksProgram(Program):
         super().parse_collection()
         folder = project_folder(Path(os.getcwd()))
         self.config.set_project_location(str(folder))
-        invoke_edge.load_project(self.config, folder, self.config.load_project)
+        self.config.load_project()  # checked first (invoke_edge.guard)
 
     def parse_tasks(self) -> None:
         try:
