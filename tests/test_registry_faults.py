@@ -573,7 +573,8 @@ def slow_endless_tags(server: FaultServer, delay: float) -> faults.Behaviour:
 
 def test_a_paged_tag_listing_ends_by_one_deadline(server: FaultServer, tmp_path: Path) -> None:
     server.route(f"/v2/{REPO}/tags/list", slow_endless_tags(server, 0.3))
-    seconds, error = failure(lambda: fault_client(server, tmp_path, timeout=1.0).tags(REPO))
+    client = fault_client(server, tmp_path, timeout=1.0)
+    seconds, error = failure(lambda: client.tags(REPO))  # from the listing's start: what the deadline bounds
     assert isinstance(error, RemoteError) and error.exit_code == 4
     assert f"registry {server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
     assert seconds < LATE  # one deadline: not 1000 pages x 1 s
