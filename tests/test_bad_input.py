@@ -127,6 +127,13 @@ CASES = [
     Case("yaml-int-key", ("resolve", "wtplain"), "the key 1 under wheeltasks is not text", yaml="wheeltasks:\n  1: x\n"),
     Case("yaml-int-key-elsewhere", ("resolve", "wtplain"), "the key 2 under other.deep is not text",
          yaml="other:\n  deep:\n    2: y\n"),
+    Case("yaml-alias-loop", ("resolve", "wtplain"), "invoke.yaml: other.b contains itself (a YAML alias)",
+         yaml="other: &x {b: *x}\n"),
+    Case("yaml-deep", ("resolve", "wtplain"), "cannot read the invoke configuration",
+         yaml="a:\n" + "".join("  " * (n + 1) + "k:\n" for n in range(1500))),
+    # PyYAML quotes the line in its message: here the line holds the index password
+    Case("yaml-error-quotes-no-line", ("resolve", "wtplain"), "while parsing a flow sequence at line 2, column 15",
+         yaml=f"wheeltasks:\n  pypi_index: [http://me:{SECRET}@127.0.0.1/simple/\n"),
     Case("yaml-fifo", ("resolve", "wtplain"), "invoke.yaml is not a regular file", special="fifo:invoke.yaml"),
     Case("yaml-folder", ("resolve", "wtplain"), "invoke.yaml is a folder", special="dir:invoke.yaml"),
     Case("recipe-fifo", ("resolve", "wtodd1.0-amd64"), "scripts/wtodd.sh is not a regular file", special="fifo:scripts/wtodd.sh"),

@@ -76,7 +76,9 @@ def check_project_file(path: Path) -> None:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)  # type: ignore[no-untyped-call]
     except UnicodeDecodeError as exc:
         raise config_error(path.parent, f"{path.name} is not UTF-8 text (byte {exc.start})") from None
-    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+    except yaml.YAMLError as exc:
+        raise config_error(path.parent, f"{path.name}: {_yaml_problem(exc)}") from None
+    except (ValueError, RecursionError) as exc:  # JSON's messages name only places
         raise config_error(path.parent, f"{path.name}: {exc}") from None
     except OSError as exc:
         raise config_error(path.parent, f"{path.name}: {exc.strerror}") from None
@@ -87,17 +89,34 @@ def check_project_file(path: Path) -> None:
     _check_keys(path, data, ())
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """What PyYAML says is wrong and where, without the snippet of the file it quotes: the
+    line may hold a secret (an index URL with credentials)."""
+    parts = []
+    for what, mark in (("context", "context_mark"), ("problem", "problem_mark")):
+        text, place = getattr(exc, what, None), getattr(exc, mark, None)
+        if text:
+            where = f" at line {place.line + 1}, column {place.column + 1}" if place is not None else ""
+            parts.append(f"{text}{where}")
+    return "; ".join(parts) or type(exc).__name__
+
+
 def _check_keys(path: Path, data: dict[Any, Any], where: tuple[str, ...]) -> None:
-    # Iterative: a deeply nested file must not meet the recursion limit either.
-    pending = [(data, where)]
+    """Every key text, and no mapping inside itself (a YAML alias can do that; invoke's merge
+    then recurses for ever). On a stack of its own: a deeply nested file must not meet the
+    recursion limit here either."""
+    pending: list[tuple[dict[Any, Any], tuple[str, ...], frozenset[int]]] = [(data, where, frozenset())]
     while pending:
-        mapping, at = pending.pop()
+        mapping, at, above = pending.pop()
+        inside = above | {id(mapping)}
         for key, value in mapping.items():
             if not isinstance(key, str):
                 under = f" under {'.'.join(at)}" if at else ""
                 raise config_error(path.parent, f"{path.name}: the key {key!r}{under} is not text; quote it")
             if isinstance(value, dict):
-                pending.append((value, (*at, key)))
+                if id(value) in inside:
+                    raise config_error(path.parent, f"{path.name}: {'.'.join((*at, key))} contains itself (a YAML alias)")
+                pending.append((value, (*at, key), inside))
 
 
 def _loaded(load: Callable[[bool], None], merge: bool, path: Path | None, folder: Path | str) -> None:
@@ -107,7 +126,8 @@ def _loaded(load: Callable[[bool], None], merge: bool, path: Path | None, folder
         check_project_file(path)
     try:
         load(merge)
-    except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError, SyntaxError, UnknownFileType) as exc:
+    except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError, SyntaxError, UnknownFileType,
+            RecursionError) as exc:  # fmt: skip
         raise config_error(folder, str(exc) or type(exc).__name__) from None
 
 
