@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
+import docker.auth
 import docker.errors
 from auditwheel.architecture import Architecture  # type: ignore[import-untyped]
 from auditwheel.error import AuditwheelError, NonPlatformWheelError  # type: ignore[import-untyped]
@@ -30,7 +31,7 @@ from auditwheel.libc import Libc  # type: ignore[import-untyped]
 from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from . import builders, console, docker_engine, running
+from . import builders, console, docker_engine, registry, running
 from .errors import BuildError, WheelTasksError
 from .files import newest_zip_time, private_file, wheels_in
 from .job import Job
@@ -233,16 +234,36 @@ def image_matches(attrs: dict[str, object], platform: str) -> bool:
 _IMAGE_LOCK = threading.Lock()
 
 
-def ensure_image(client: docker.DockerClient, image: str, platform: str) -> str:
-    """The ID of the builder image for the platform: the local one if it fits, else pulled."""
+def image_registry(image: str) -> str:
+    """The registry host of an image name (``python:3.12-alpine`` is Docker Hub's), by Docker's
+    rules: the digest and the tag do not count."""
+    name = image.split("@", 1)[0]
+    head, sep, tail = name.rpartition(":")
+    if sep and "/" not in tail:  # a tag, not a port
+        name = head
+    try:
+        return str(docker.auth.resolve_repository_name(name)[0])
+    except docker.errors.DockerException:
+        return registry.DOCKER_HUB  # the engine will say what is wrong with the name
+
+
+def ensure_image(client: docker.DockerClient, image: str, platform: str, timeout: float = 120.0) -> str:
+    """The ID of the builder image for the platform: the local one if it fits, else pulled.
+
+    The pull carries the credentials of ``docker login`` as wheeltasks finds them (a helper
+    stopped after ``timeout`` seconds, its output never shown): left to itself, docker-py
+    would run the helper without a deadline, its stderr reaching ours.
+    """
     try:
         local = client.images.get(image)
         if image_matches(local.attrs, platform):
             return str(local.id)
     except docker.errors.ImageNotFound:
         pass
+    username, password = registry.docker_credentials(image_registry(image), timeout=timeout)
+    auth = {"username": username, "password": password} if username or password else {}
     try:
-        return str(client.images.pull(image, platform=platform).id)
+        return str(client.images.pull(image, platform=platform, auth_config=auth).id)
     except docker.errors.APIError as exc:
         raise WheelTasksError(
             f"builder image {image} for {platform} is not in the engine and cannot be pulled "
@@ -290,7 +311,7 @@ def run_auditwheel(settings: Settings, job: Job, wheels: list[Path], out: Path) 
         if secret is not None:
             volumes[str(secret)] = {"bind": "/run/secrets/pipindex", "mode": "ro"}
         command = ["-c", REPAIR_SCRIPT, "repair", *(w.name for w in wheels)]
-        code = _run_container(client, image, job, command, volumes, environment, log)
+        code = _run_container(client, image, job, command, volumes, environment, log, settings.remote_timeout)
     if code != 0:
         raise BuildError(
             f"auditwheel repair of {job.target} failed (exit {code}); full log: {log}; last lines:\n{console.log_tail(log)}"
@@ -305,13 +326,14 @@ def _run_container(
     volumes: dict[str, dict[str, str]],
     environment: dict[str, str],
     log: Path,
+    timeout: float,
 ) -> int:
     """``/bin/sh command...`` in a container of the job's builder image on its platform."""
     with _IMAGE_LOCK:
         # By the image's ID, which is of the job's platform (no platform= needed or wanted:
         # the engine would compare it with the image's, which may lack the arm variant).
         container = client.containers.create(
-            ensure_image(client, image, job.platform),
+            ensure_image(client, image, job.platform, timeout),
             entrypoint=["/bin/sh"],
             command=command,
             network_mode="host",
@@ -396,7 +418,8 @@ def import_check(settings: Settings, job: Job, wheels: list[Path]) -> None:
     log = job.work.check_log
     console.progress(job.target, "import-check", f"import {', '.join(names)} on {job.platform}")
     command = ["-c", IMPORT_SCRIPT, "check", f"{job.module}=={job.version}", *names]
-    code = _run_container(client, builders.pinned(settings, job.python, job.arch), job, command, volumes, environment, log)
+    code = _run_container(client, builders.pinned(settings, job.python, job.arch), job, command, volumes, environment, log,
+                          settings.remote_timeout)
     if code != 0:
         raise BuildError(
             f"the wheel of {job.target} does not import on {job.platform} (exit {code}); full log: {log}; "
