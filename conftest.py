@@ -34,3 +34,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
         if used & SERVICE_FIXTURES:
             item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_is_being_stopped() -> None:
+    """A test that stopped a run in this process (Ctrl-C, SIGTERM) leaves wheeltasks.running's
+    "cancelled" set, which refuses every later staging folder and copy: each test starts
+    with nothing being stopped, as each command does."""
+    from wheeltasks import running
+
+    running.reset()

@@ -25,11 +25,17 @@ class Case:
     args: tuple[str, ...]
     fragment: str
     env: dict[str, str] = field(default_factory=dict)
-    yaml: str | None = None
+    yaml: str | bytes | None = None
+    # Something odd in the project folder: "fifo:<name>" or "dir:<name>".
+    special: str | None = None
+    config_name: str = "invoke.yaml"
     code: int = 2
     # invoke's own parse errors with `inv`: exit 1, invoke's words (see errors.py)
     inv_code: int | None = None
     inv_fragment: str | None = None
+    # The index answered a look-up before the error: its page may be cached. Every other
+    # case writes nothing at all, not even an empty cache file.
+    looked_up: bool = False
 
 
 CASES = [
@@ -42,9 +48,11 @@ CASES = [
     Case("special-not-alone", ("resolve", "all,wtplain"), "must be given alone"),
     Case("task-as-target", ("resolve", "check"), "task of its own"),
     Case("python-3.99", ("resolve", "wtplain-py3.99"), "no CPython 3.99"),
+    Case("python-patch", ("resolve", "wtplain-py3.11.2"), "-py3.11.2 names a patch release"),
+    Case("python-patch-after-version", ("resolve", "wtplain1.5.0-py3.12.1-amd64"), "(-py3.12)"),
     Case("ssl-suffix", ("resolve", "wtplain-openssl"), "does not link an SSL library"),
     Case("not-on-index", ("resolve", "no-such-project-xyz"), "not found on"),
-    Case("version-not-on-index", ("resolve", "wtplain9.9-amd64"), "9.9 is not on"),
+    Case("version-not-on-index", ("resolve", "wtplain9.9-amd64"), "9.9 is not on", looked_up=True),
     Case("non-ascii", ("resolve", "caf\u00e9"), "not a valid module name"),
     Case("empty", ("resolve", ""), "no target given"),
     Case("comma-only", ("resolve", ",,"), "no target given"),
@@ -73,7 +81,28 @@ CASES = [
     Case("exclude-shape", ("resolve", "wtplain"), "EXCLUDE entry 'foo' is not arch:ssl", env={"EXCLUDE": "foo"}),
     Case("cross-word", ("resolve", "wtplain"), "CROSS='sometimes' is not one of", env={"CROSS": "sometimes"}),
     Case("timeout-word", ("resolve", "wtplain"), "REMOTE_TIMEOUT='soon' is not a number", env={"REMOTE_TIMEOUT": "soon"}),
-    Case("timeout-negative", ("resolve", "wtplain"), "must be greater than 0", env={"REMOTE_TIMEOUT": "-1"}),
+    Case("timeout-negative", ("resolve", "wtplain"), "must be a finite number greater than 0", env={"REMOTE_TIMEOUT": "-1"}),
+    Case("timeout-inf", ("resolve", "wtplain"), "REMOTE_TIMEOUT='inf' must be a finite number", env={"REMOTE_TIMEOUT": "inf"}),
+    Case("timeout-nan", ("resolve", "wtplain"), "REMOTE_TIMEOUT='nan' must be a finite number", env={"REMOTE_TIMEOUT": "nan"}),
+    Case("timeout-huge", ("resolve", "wtplain"), "REMOTE_TIMEOUT='1e308' is more than 86400", env={"REMOTE_TIMEOUT": "1e308"}),
+    Case("timeout-yaml-inf", ("resolve", "wtplain"), "REMOTE_TIMEOUT=inf must be a finite number",
+         yaml="wheeltasks:\n  remote_timeout: .inf\n"),
+    Case("jobs-inf", ("resolve", "wtplain"), "JOBS='inf' is not a whole number", env={"JOBS": "inf"}),
+    Case("index-ipv6", ("resolve", "wtplain"), "it cannot be parsed (Invalid IPv6 URL)", env={"PYPI_INDEX": "http://[::1/simple/"}),
+    Case("index-password-slash", ("resolve", "wtplain"), "PYPI_INDEX='http://***@127.0.0.1:8080/simple/' cannot be split",
+         env={"PYPI_INDEX": f"http://me:{SECRET}/x@127.0.0.1:8080/simple/"}),
+    Case("index-password-at", ("resolve", "wtplain"), "could not reach the package index http://***@127.0.0.1:9/simple/",
+         env={"PYPI_INDEX": f"http://me:{SECRET}@x@127.0.0.1:9/simple/"}, code=4),
+    Case("index-token-query", ("resolve", "wtplain"), "PYPI_INDEX='http://127.0.0.1:9/simple/?token=***' has a query",
+         env={"PYPI_INDEX": f"http://127.0.0.1:9/simple/?token={SECRET}"}),
+    Case("index-crlf", ("resolve", "wtplain"), "PYPI_INDEX holds a control character ('\\r'",
+         env={"PYPI_INDEX": f"http://me:{SECRET}@127.0.0.1:9/simple/\r\nX-Injected: 1"}),
+    Case("username-crlf", ("resolve", "wtplain"), "REGISTRY_USERNAME holds a control character",
+         env={"REGISTRY_USERNAME": "me\r\nX-Injected: 1"}),
+    Case("password-lf", ("resolve", "wtplain"), "REGISTRY_PASSWORD holds a control character",
+         env={"REGISTRY_PASSWORD": f"{SECRET}\n"}),
+    Case("alpine-shell", ("resolve", "wtplain"), "ALPINE_VERSION='3.22 ;rm' is not a word", env={"ALPINE_VERSION": "3.22 ;rm"}),
+    Case("ca-folder", ("resolve", "wtplain"), "CA bundle /etc is a folder, not a file", env={"CA_BUNDLE": "/etc"}),
     Case("size-fraction", ("resolve", "wtplain"), "is not a whole number", env={"MAX_LAYER_MB": "1.5"}),
     Case("ca-missing", ("resolve", "wtplain"), "CA bundle /nonexistent.pem does not exist",
          env={"CA_BUNDLE": "/nonexistent.pem"}),
@@ -87,6 +116,36 @@ CASES = [
          yaml="wheeltasks:\n  python_versions: {a: 1}\n"),
     Case("yaml-list-value", ("resolve", "wtplain"), "PYPI_INDEX must be a single value",
          yaml="wheeltasks:\n  pypi_index: [a, b]\n"),
+    # ...which invoke reads itself: with `inv` too, one line and exit 2
+    Case("yaml-top-list", ("resolve", "wtplain"), "invoke.yaml must be a mapping of sections, not a list",
+         yaml="- a\n- b\n"),
+    Case("yaml-top-text", ("resolve", "wtplain"), "invoke.yaml must be a mapping of sections, not a str",
+         yaml="just text\n"),
+    Case("yaml-truncated", ("resolve", "wtplain"), "line 1", yaml="wheeltasks: [a\n"),
+    Case("yaml-truncated-mapping", ("resolve", "wtplain"), "line 2", yaml="wheeltasks:\n  do_push: \"tru"),
+    Case("yaml-not-utf8", ("resolve", "wtplain"), "invoke.yaml is not UTF-8 text", yaml=b"wheeltasks:\n  arches: [\xff]\n"),
+    Case("yaml-int-key", ("resolve", "wtplain"), "the key 1 under wheeltasks is not text", yaml="wheeltasks:\n  1: x\n"),
+    Case("yaml-int-key-elsewhere", ("resolve", "wtplain"), "the key 2 under other.deep is not text",
+         yaml="other:\n  deep:\n    2: y\n"),
+    Case("yaml-alias-loop", ("resolve", "wtplain"), "invoke.yaml: other.b contains itself (a YAML alias)",
+         yaml="other: &x {b: *x}\n"),
+    Case("yaml-deep", ("resolve", "wtplain"), "cannot read the invoke configuration",
+         yaml="a:\n" + "".join("  " * (n + 1) + "k:\n" for n in range(1500))),
+    # PyYAML quotes the line in its message: here the line holds the index password
+    Case("yaml-error-quotes-no-line", ("resolve", "wtplain"), "while parsing a flow sequence at line 2, column 15",
+         yaml=f"wheeltasks:\n  pypi_index: [http://me:{SECRET}@127.0.0.1/simple/\n"),
+    Case("yaml-fifo", ("resolve", "wtplain"), "invoke.yaml is not a regular file", special="fifo:invoke.yaml"),
+    Case("yaml-folder", ("resolve", "wtplain"), "invoke.yaml is a folder", special="dir:invoke.yaml"),
+    Case("recipe-fifo", ("resolve", "wtodd1.0-amd64"), "scripts/wtodd.sh is not a regular file", special="fifo:scripts/wtodd.sh"),
+    Case("runtime-config-list", ("-f", "runtime.yaml", "resolve", "wtplain"), "runtime.yaml must be a mapping of sections",
+         yaml="- a\n", config_name="runtime.yaml"),
+    Case("runtime-config-int-key", ("-f", "runtime.yml", "resolve", "wtplain"), "the key 3 under wheeltasks is not text",
+         yaml="wheeltasks:\n  3: x\n", config_name="runtime.yml"),
+    Case("runtime-config-fifo", ("-f", "runtime.yaml", "resolve", "wtplain"), "runtime.yaml is not a regular file",
+         special="fifo:runtime.yaml"),
+    Case("json-list", ("resolve", "wtplain"), "invoke.json must be a mapping of sections, not a list",
+         yaml="[1, 2]", config_name="invoke.json"),
+    Case("json-truncated", ("resolve", "wtplain"), "invoke.json: Expecting", yaml='{"wheeltasks": ', config_name="invoke.json"),
     # flags
     Case("value-flag-bare", ("build", "wtplain", "--wheels-registry"), "--wheels-registry needs a value",
          inv_code=1, inv_fragment="needed value"),
@@ -96,7 +155,14 @@ CASES = [
     Case("unknown-short", ("resolve", "wtplain", "-x"), "No idea what '-x' is", inv_code=1),
     Case("flag-value-bad", ("resolve", "wtplain", "--remote-timeout=abc"), "REMOTE_TIMEOUT='abc' is not a number"),
     Case("task-flag-elsewhere", ("clean-cache", "--push"), "No idea what '--push' is", inv_code=1),
-    Case("push-without-registry", ("build", "wtplain-amd64", "--push"), "no registry configured"),
+    Case("push-without-registry", ("build", "wtplain-amd64", "--push"), "no registry configured", looked_up=True),
+    # a step run alone where nothing was built: what to run first, nothing written
+    Case("export-on-nothing", ("export", "wtplain1.5.0-py3.12-amd64"),
+         "nothing built for wtplain1.5.0-py3.12-amd64 in ", looked_up=True),
+    Case("export-on-nothing-says", ("export", "wtplain-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first",
+         looked_up=True),
+    Case("push-on-nothing", ("push", "wtplain1.5.0-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first",
+         env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}, looked_up=True),
 ]
 
 
@@ -125,9 +191,18 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
     (project / "tasks.py").write_text("from wheeltasks import ns\n")
     (project / "afile").write_text("not a folder")
     if case.yaml is not None:
-        (project / "invoke.yaml").write_text(case.yaml)
+        data = case.yaml.encode() if isinstance(case.yaml, str) else case.yaml
+        (project / case.config_name).write_bytes(data)
+    if case.special is not None:
+        kind, _, name = case.special.partition(":")
+        (project / name).parent.mkdir(exist_ok=True)
+        if kind == "fifo":
+            os.mkfifo(project / name)
+        else:
+            (project / name).mkdir()
     before = sorted(p.name for p in project.iterdir())
-    env = {**base_env, **case.env}
+    cache = tmp_path / "cache"
+    env = {**base_env, "WHEELTASKS_CACHE_DIR": str(cache), **case.env}
     done = subprocess.run(
         [*cli_commands(project)[cli], *case.args], cwd=project, env=env, capture_output=True, text=True, timeout=120
     )
@@ -145,17 +220,8 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
     # Nothing written: no work folder, no wheels folder, nothing else new.
     after = sorted(p.name for p in project.iterdir() if p.name != "__pycache__")
     assert after == before
-
-
-def test_yaml_syntax_error_is_one_line_with_wheeltasks(tmp_path: Path, base_env: dict[str, str]) -> None:
-    """With `inv`, invoke reads invoke.yaml before any wheeltasks code runs (its traceback);
-    the `wheeltasks` command reads it itself and says what is wrong in one line."""
-    (tmp_path / "invoke.yaml").write_text("wheeltasks: [a\n")
-    done = subprocess.run([sys.executable, "-m", "wheeltasks", "resolve", "wtplain"], cwd=tmp_path, env=base_env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    (line,) = done.stderr.strip().splitlines()
-    assert "cannot read the invoke configuration" in line and "line 1" in line
+    if not case.looked_up:
+        assert not cache.exists(), sorted(cache.rglob("*"))
 
 
 def test_wheeltasks_reads_the_projects_invoke_yaml(tmp_path: Path, base_env: dict[str, str]) -> None:
@@ -167,6 +233,29 @@ def test_wheeltasks_reads_the_projects_invoke_yaml(tmp_path: Path, base_env: dic
         assert done.returncode == 0, done.stderr
         assert '"image": "127.0.0.1:9/fromyaml/python-musl-wheels:wtplain1.5.0-py3.12"' in done.stdout
         assert '"arch": "i386"' in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("wheeltasks", "--help"), ("wheeltasks", "--list"), ("wheeltasks", "--help", "build"), ("wheeltasks", "--version"),
+     ("inv", "--help", "build"), ("inv", "--list"), ("inv", "--list", "--list-format=json")],
+    ids=" ".join,
+)
+def test_help_and_lists_to_a_closed_pipe_exit_141_quietly(
+    args: tuple[str, ...], tmp_path: Path, base_env: dict[str, str]
+) -> None:
+    """invoke prints these itself: the reader is gone before the first write (a closed pipe),
+    so every write fails, deterministically; `| head -c 5` is the same race, usually lost."""
+    (tmp_path / "tasks.py").write_text("from wheeltasks import ns\n")
+    command = {"wheeltasks": [sys.executable, "-m", "wheeltasks"], "inv": [sys.executable, "-m", "invoke"]}[args[0]]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([*command, *args[1:]], cwd=tmp_path, env=base_env, stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_broken_pipe_is_quiet(tmp_path: Path, base_env: dict[str, str]) -> None:

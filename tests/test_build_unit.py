@@ -440,3 +440,56 @@ def test_cross_builds_name_the_toolchain_and_the_cross_stage(tmp_path: Path) -> 
     assert "ZIG_TARGET" not in dict(a.split("=", 1) for a in option(native, "--build-arg"))
     context = build_step.prepare_context(job, [])
     assert (context / "lib" / "build.sh").is_file() and (context / "lib" / "toolchain.sh").is_file()
+
+
+class _Engine:
+    """Stands in for the docker SDK client in the pull of a builder image: what is checked is
+    which credentials the pull is given, which needs neither an engine nor a registry."""
+
+    def __init__(self) -> None:
+        self.pulls: list[dict[str, Any]] = []
+        self.images = self
+
+    def get(self, image: str) -> Any:
+        import docker.errors
+
+        raise docker.errors.ImageNotFound(image)
+
+    def pull(self, image: str, **kwargs: Any) -> Any:
+        self.pulls.append({"image": image, **kwargs})
+        return type("Image", (), {"id": "sha256:" + "1" * 64})()
+
+
+def test_a_builder_pull_carries_the_docker_login_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import json
+
+    from wheeltasks.repair import ensure_image
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"auths": {"127.0.0.1:5000": {"auth": base64.b64encode(b"me:pull-pw").decode()}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    engine = _Engine()
+    ensure_image(engine, "127.0.0.1:5000/f/builder@sha256:" + "a" * 64, "linux/amd64", 5.0)  # type: ignore[arg-type]
+    ensure_image(engine, "python:3.12-alpine3.22", "linux/amd64", 5.0)  # type: ignore[arg-type]
+    assert [p["auth_config"] for p in engine.pulls] == [{"username": "me", "password": "pull-pw"}, {}]
+
+
+def test_a_hanging_credential_helper_does_not_hold_up_a_builder_pull(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import time
+
+    from wheeltasks.repair import ensure_image
+
+    helper = tmp_path / "docker-credential-wthang"
+    helper.write_text("#!/bin/sh\nsleep 300\n")
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "wthang"}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    started = time.monotonic()
+    with pytest.raises(WheelTasksError, match=r"docker-credential-wthang did not answer within 1 s"):
+        ensure_image(_Engine(), "127.0.0.1:5000/f/builder:py3.11", "linux/amd64", 1.0)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2.5

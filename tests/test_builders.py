@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.version import Version
@@ -100,3 +104,70 @@ def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_p
                    build_builder=pins[("3.12", get_arch("amd64"))])
     args = build_args(settings, arm, cross=True)
     assert args["BUILDER"] == f"{name}@{digests['arm64']}" and args["BUILD_BUILDER"] == f"{name}@{digests['amd64']}"
+
+
+TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # unreachable: only the cache can answer
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"at": "now", "pythons": ["3.14"]},
+        {"at": None, "pythons": ["3.14"]},
+        {"at": True, "pythons": ["3.14"]},
+        {"at": float("inf"), "pythons": ["3.14"]},
+        {"at": 1e300, "pythons": ["3.14"]},  # from the future
+        {"pythons": ["3.14"]},
+        {"at": "NOW", "pythons": "3.14"},  # a string: its characters are no Pythons
+        {"at": "NOW", "pythons": [3.14]},
+        {"at": "NOW", "pythons": ["3.14", "2"]},
+        {"at": "NOW", "pythons": ["3.99"]},
+        {"at": "NOW", "pythons": [["3.14"]]},
+        "3.14",
+        ["3.14"],
+    ],
+)
+def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any) -> None:
+    settings = settings_for(tmp_path, TEMPLATE)
+    key = f"{settings.builder_image} {settings.alpine_version}"
+    if isinstance(entry, dict) and entry.get("at") == "NOW":
+        entry = {**entry, "at": time.time()}
+    settings.cache_dir.mkdir(parents=True)
+    (settings.cache_dir / builders.CACHE_FILE).write_text(json.dumps({key: entry}, allow_nan=True))
+    assert builders.newest_python(settings) == "3.12"  # PYTHON_VERSIONS' newest, as with no cache
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b"\xff\xfe", b"[" * 100_000, b'"text"'])
+def test_a_cache_file_of_the_wrong_shape_is_ignored(tmp_path: Path, content: bytes) -> None:
+    settings = settings_for(tmp_path, TEMPLATE)
+    settings.cache_dir.mkdir(parents=True)
+    (settings.cache_dir / builders.CACHE_FILE).write_bytes(content)
+    assert builders.newest_python(settings) == "3.12"
+
+
+def test_a_good_cache_entry_is_used(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, TEMPLATE)
+    key = f"{settings.builder_image} {settings.alpine_version}"
+    settings.cache_dir.mkdir(parents=True)
+    (settings.cache_dir / builders.CACHE_FILE).write_text(json.dumps({key: {"at": time.time(), "pythons": ["3.13", "3.14"]}}))
+    assert builders.newest_python(settings) == "3.14"
+
+
+def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, TEMPLATE)
+    settings.cache_dir.mkdir(parents=True)
+    os.mkfifo(settings.cache_dir / builders.CACHE_FILE)
+    started = time.monotonic()
+    assert builders.newest_python(settings) == "3.12"
+    assert time.monotonic() - started < 20  # the fallback's own look-up, never a blocked read
+
+
+def test_clear_cache_removes_the_builder_pythons(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, TEMPLATE)
+    settings.cache_dir.mkdir(parents=True)
+    cached = settings.cache_dir / builders.CACHE_FILE
+    cached.write_text("{}")
+    leftover = settings.cache_dir / f".{builders.CACHE_FILE}.x1y2.part"
+    leftover.write_text("half")
+    assert builders.clear_cache(settings) == [cached, leftover]
+    assert builders.clear_cache(settings) == []

@@ -114,10 +114,21 @@ def test_cache_folder_and_files_are_private(server: FaultServer, index_settings:
 def test_a_world_readable_cache_is_made_private(server: FaultServer, index_settings: MakeSettings) -> None:
     server.route("/simple/", faults.json_page("wtfault"))
     settings = index_settings(server.url("/simple/"))
-    IndexClient(settings).close()
+    IndexClient(settings).latest("wtfault", None)
     cache_path(settings).chmod(0o644)
-    IndexClient(settings).close()
+    IndexClient(settings, expire_after=0).latest("wtfault", None)  # reads the cache first
     assert stat.S_IMODE(cache_path(settings).stat().st_mode) == 0o600
+
+
+def test_the_cache_is_made_only_when_a_page_is_stored(server: FaultServer, index_settings: MakeSettings) -> None:
+    """A run that stops before a look-up, or whose look-ups fail, writes no cache file."""
+    server.route("/simple/", faults.status(404))
+    settings = index_settings(server.url("/simple/"))
+    client = IndexClient(settings)
+    with pytest.raises(WheelTasksError, match="not found"):
+        client.latest("wtfault", None)
+    client.close()
+    assert not settings.cache_dir.exists()
 
 
 def test_cache_from_an_older_version_with_redirect_history_is_dropped(
@@ -155,6 +166,9 @@ def _faulty(server: FaultServer, kind: str) -> faults.Behaviour:
         "garbage HTML": faults.answer("<html><body>Please log in to the proxy</body></html>", "text/html"),
         "binary garbage": faults.answer(bytes(range(256)) * 4, "application/octet-stream"),
         "redirect loop": faults.redirect("/simple/wtfault/", 302),
+        "redirect to file:": faults.redirect("file:///etc/passwd", 302),
+        "redirect to a broken URL": faults.redirect("http://[::1/simple/wtfault/", 302),
+        "redirect to a port out of range": faults.redirect("http://127.0.0.1:99999/simple/wtfault/", 302),
         "429": faults.status(429, Retry_After="3600"),
         "503": faults.status(503, Retry_After="1"),
         "hang": faults.hang(server),
@@ -166,7 +180,8 @@ def _faulty(server: FaultServer, kind: str) -> faults.Behaviour:
 
 FAULTS = (
     "malformed JSON", "deeply nested JSON", "JSON list", "files of the wrong type", "API version 2", "garbage HTML", "binary garbage",
-    "redirect loop", "429", "503", "hang", "drip", "drip in the headers", "200 MB page",
+    "redirect loop", "redirect to file:", "redirect to a broken URL", "redirect to a port out of range",
+    "429", "503", "hang", "drip", "drip in the headers", "200 MB page",
 )  # fmt: skip
 
 
@@ -223,6 +238,9 @@ def test_a_bad_answer_with_nothing_cached_is_one_line(
         ("JSON list", r"\(JSON list, not an object\) and nothing is cached: check that PYPI_INDEX is a PEP 503/691"),
         ("files of the wrong type", r"'files' is a JSON dict, not a list"),
         ("garbage HTML", r"an HTML page listing no file of wtfault"),
+        ("redirect to file:", r"sent an unusable page for wtfault \(a redirect to a URL that cannot be followed: it is not "
+                              r"an http\(s\) URL with a host\) and nothing is cached"),
+        ("redirect to a broken URL", r"a redirect to a URL that cannot be followed: it cannot be parsed \(Invalid IPv6 URL\)"),
     ],
 )
 def test_the_reason_is_named(server: FaultServer, index_settings: MakeSettings, kind: str, reason: str) -> None:
@@ -253,7 +271,8 @@ def test_odd_entries_in_a_json_page_are_skipped(server: FaultServer, index_setti
     server.route("/simple/", faults.json_answer({"meta": {"api-version": "1.0"}, "files": files}, faults.JSON_TYPE))
     client = IndexClient(index_settings(server.url("/simple/"), **QUICK))
     assert [str(r.version) for r in client.releases("wtfault")] == ["1.0.0", "2.0.0", "3.0.0"]
-    assert client.latest("wtfault", "3.12") == Version("1.0.0")  # 2.0.0 counts as yanked (a truthy odd value)
+    # 2.0.0's odd values count as absent: unrestricted and not yanked (only true or a reason yanks).
+    assert client.latest("wtfault", "3.12") == Version("2.0.0")
 
 
 def test_many_hanging_lookups_end_together_at_the_deadline(server: FaultServer, index_settings: MakeSettings) -> None:
@@ -267,22 +286,34 @@ def test_many_hanging_lookups_end_together_at_the_deadline(server: FaultServer, 
 
 
 def test_cache_dir_that_is_a_file(server: FaultServer, index_settings: MakeSettings) -> None:
+    server.route("/simple/", faults.json_page("wtfault"))
     settings = index_settings(server.url("/simple/"))
     settings.cache_dir.parent.mkdir(parents=True, exist_ok=True)
     settings.cache_dir.write_text("in the way")
     with pytest.raises(WheelTasksError, match=r"is not a folder .*remove that file, or set WHEELTASKS_CACHE_DIR") as caught:
-        IndexClient(settings)
+        IndexClient(settings).latest("wtfault", None)
     assert caught.value.exit_code == 2
     one_line(caught.value)
     assert clear_cache(settings) == []  # nothing to clear there, and no traceback either
 
 
 def test_cache_file_that_is_a_folder(server: FaultServer, index_settings: MakeSettings) -> None:
+    server.route("/simple/", faults.json_page("wtfault"))
     settings = index_settings(server.url("/simple/"))
     cache_path(settings).mkdir(parents=True)
     with pytest.raises(WheelTasksError, match=r"cannot write the index cache .*remove what is in the way") as caught:
-        IndexClient(settings)
+        IndexClient(settings).latest("wtfault", None)
     one_line(caught.value)
+
+
+def test_cache_file_that_is_a_fifo(server: FaultServer, index_settings: MakeSettings) -> None:
+    server.route("/simple/", faults.json_page("wtfault"))
+    settings = index_settings(server.url("/simple/"))
+    settings.cache_dir.mkdir(parents=True)
+    os.mkfifo(cache_path(settings))
+    seconds, error = timed(lambda: IndexClient(settings).latest("wtfault", None))
+    assert isinstance(error, WheelTasksError) and error.exit_code == 2 and seconds < LATE
+    assert "is not a regular file" in one_line(error)
 
 
 @pytest.fixture
@@ -305,11 +336,12 @@ def immutable(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
 
 
 def test_unwritable_cache_dir(server: FaultServer, index_settings: MakeSettings, immutable: Callable[[Path], None]) -> None:
+    server.route("/simple/", faults.json_page("wtfault"))
     settings = index_settings(server.url("/simple/"))
     settings.cache_dir.mkdir(parents=True)
     immutable(settings.cache_dir)
     with pytest.raises(WheelTasksError, match=rf"cannot write the index cache {cache_path(settings)} .*make .* writable") as caught:
-        IndexClient(settings)
+        IndexClient(settings).latest("wtfault", None)
     assert caught.value.exit_code == 2
     one_line(caught.value)
 
@@ -334,7 +366,16 @@ def test_cache_file_that_is_not_sqlite_is_moved_aside(
 # ---- Ctrl-C --------------------------------------------------------------------------------
 
 
-def test_sigint_during_a_hanging_lookup_exits_130_at_once(server: FaultServer, tmp_path: Path) -> None:
+STOPS = [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM"),
+         (signal.SIGHUP, 129, "stopped by SIGHUP")]
+
+
+@pytest.mark.parametrize(("signum", "code", "said"), STOPS, ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_a_hanging_lookup_exits_at_once(
+    server: FaultServer, tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here (nohup?), and so in the command too")
     server.route("/simple/", faults.hang(server))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPI_", "PIP_INDEX", "WHEELS_", "REMOTE_"))}
     env.update(
@@ -349,16 +390,16 @@ def test_sigint_during_a_hanging_lookup_exits_130_at_once(server: FaultServer, t
         assert server.wait_for("/simple/wtfault/", timeout=60), "the look-up never started"
         time.sleep(0.2)  # well inside the request
         sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=10)
         seconds = time.monotonic() - sent
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, err
+    assert process.returncode == code, err
     assert seconds < 2.0
-    assert err.strip() == "wheeltasks: interrupted" and out == ""
+    assert err.strip() == f"wheeltasks: {said}" and out == ""
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
 
 

@@ -141,8 +141,11 @@ def test_secrets_reach_no_output_log_cache_folder_layer_or_history(
 # ---- Ctrl-C -------------------------------------------------------------------------------
 
 
-def interrupt_when(process: subprocess.Popen[str], ready: Any, limit: float = 600.0) -> tuple[float, str]:
-    """Send SIGINT to the process group (as a terminal's Ctrl-C does) once ``ready()``;
+def interrupt_when(
+    process: subprocess.Popen[str], ready: Any, limit: float = 600.0, signum: int = signal.SIGINT
+) -> tuple[float, str]:
+    """Send SIGINT to the process group (as a terminal's Ctrl-C does) once ``ready()``, or
+    another signal to the process alone (as ``kill`` or a CI runner's timeout does);
     return how long the process took to exit, and its stderr."""
     started = time.monotonic()
     while not ready():
@@ -150,7 +153,10 @@ def interrupt_when(process: subprocess.Popen[str], ready: Any, limit: float = 60
         assert time.monotonic() - started < limit, "never reached the point to interrupt"
         time.sleep(0.05)
     sent = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signum)
     try:
         _, err = process.communicate(timeout=30)
     finally:
@@ -164,22 +170,21 @@ def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def assert_interrupted(took: float, err: str, process: subprocess.Popen[str]) -> None:
-    assert process.returncode == 130, err[-3000:]
+def assert_interrupted(took: float, err: str, process: subprocess.Popen[str], code: int = 130,
+                       line: str = "wheeltasks: interrupted") -> None:
+    assert process.returncode == code, err[-3000:]
     assert took < 2.0, f"took {took:.1f} s to stop"
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "wheeltasks: interrupted"
+    assert err.strip().splitlines()[-1] == line
 
 
 def partials(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.endswith((".partial", ".part", ".tmp"))]
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_during_a_build(
-    tmp_path: Path, builder_template: str, index_server: str, registry_plain: RegistryServer, jobs: str
-) -> None:
-    env = project_env(tmp_path / "p", builder_template, index_server, f"{registry_plain.host}/int", None)
+def stop_a_build(tmp_path: Path, builder_template: str, index_server: str, registry: RegistryServer, jobs: str,
+                 signum: int, code: int, line: str) -> None:
+    env = project_env(tmp_path / "p", builder_template, index_server, f"{registry.host}/int", None)
     # Builds that are surely still running when interrupted: a recipe that sleeps.
     (tmp_path / "p" / "scripts").mkdir()
     (tmp_path / "p" / "scripts" / "wtzlib.sh").write_text("mod_build() { echo WTSLEEP; sleep 300; }\n")
@@ -188,13 +193,32 @@ def test_ctrl_c_during_a_build(
     logs = [work / kind / "wtzlib1.0.0-py3.11" / "amd64" / "build.log" for kind in ("shared", "no-shared")]
     wanted = logs[: int(jobs)]  # with two at once, both are building when interrupted
     process = start_cli(env, "build", "wtzlib-amd64")
-    took, err = interrupt_when(process, lambda: all(log.is_file() and "WTSLEEP" in log.read_text() for log in wanted))
-    assert_interrupted(took, err, process)
+    took, err = interrupt_when(process, lambda: all(log.is_file() and "WTSLEEP" in log.read_text() for log in wanted),
+                               signum=signum)
+    assert_interrupted(took, err, process, code, line)
     assert not list(work.rglob("built")) and partials(tmp_path / "p") == []
     assert not (tmp_path / "p" / "wheels").exists()
     # No buildx client is left behind.
     left = subprocess.run(["pgrep", "-f", f"buildx build.*{work}"], capture_output=True, text=True)
     assert left.stdout == ""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_during_a_build(
+    tmp_path: Path, builder_template: str, index_server: str, registry_plain: RegistryServer, jobs: str
+) -> None:
+    stop_a_build(tmp_path, builder_template, index_server, registry_plain, jobs, signal.SIGINT, 130,
+                 "wheeltasks: interrupted")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_during_a_build(
+    tmp_path: Path, builder_template: str, index_server: str, registry_plain: RegistryServer, jobs: str
+) -> None:
+    """`kill` (or a CI job's timeout) stops builds as Ctrl-C does: to the process alone, whose
+    builds run in sessions of their own, so it is the process that must stop them."""
+    stop_a_build(tmp_path, builder_template, index_server, registry_plain, jobs, signal.SIGTERM, 143,
+                 "wheeltasks: stopped by SIGTERM")
 
 
 def big_wheel(folder: Path, name: str, megabytes: int) -> Path:

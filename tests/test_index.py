@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -293,3 +294,65 @@ def test_public_index_cffi(index_settings: MakeSettings) -> None:
     assert latest >= Version("1.17.1") and not latest.is_prerelease
     assert releases[latest].admits("3.12")
     client.check_version("cffi", "1.15.1", "3.11")
+
+
+# ---- yanking (PEP 691/592) and parsing once per run ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "yanked", "reason"),
+    [
+        (True, True, ""), ("broken build", True, "broken build"),
+        (False, False, ""), (None, False, ""), ("", False, ""),
+        # Not a boolean or a reason: out of the spec, so absent (as for requires-python).
+        ([], False, ""), ({}, False, ""), (0, False, ""), (1, False, ""), (["why"], False, ""), ({"odd": 1}, False, ""),
+    ],
+)
+def test_only_true_or_a_reason_yanks_a_json_file(value: Any, yanked: bool, reason: str) -> None:
+    from wheeltasks.index import parse_json_page
+
+    page = {"meta": {"api-version": "1.0"}, "files": [{"filename": "wtx-1.0.tar.gz", "yanked": value}]}
+    (found,) = parse_json_page("wtx", json.dumps(page))
+    assert (found.yanked, found.yanked_reason) == (yanked, reason)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "yanked"),
+    [("", False), (" data-yanked", True), (' data-yanked=""', True), (' data-yanked="bad"', True), (" data-yanked=0", True)],
+)
+def test_an_html_data_yanked_attribute_yanks_when_present(attribute: str, yanked: bool) -> None:
+    (found,) = parse_html_page("wtx", f'<a href="../f/wtx-1.0.tar.gz"{attribute}>wtx-1.0.tar.gz</a>')
+    assert found.yanked is yanked
+
+
+def test_a_page_is_parsed_once_per_run(
+    static_index: StaticIndex, index_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-pyall asks the same page once per Python, and a pin asks it again: one parse, one request."""
+    from wheeltasks import index as index_module
+
+    parsed: list[str] = []
+    real = index_module.parse_page
+
+    def counting(project: str, content_type: str, body: bytes) -> list[Any]:
+        parsed.append(project)
+        return real(project, content_type, body)
+
+    monkeypatch.setattr(index_module, "parse_page", counting)
+    client = client_for(index_settings, static_index.url("html"))
+    for python in ("3.11", "3.12", "3.13", "3.14"):
+        client.latest("wtfix", python)
+    client.check_version("wtfix", "1.1.0", "3.11")
+    assert parsed == ["wtfix"]
+    assert client.network_requests == 1
+    # A new client (a new run) reads the cached page, and parses it once too.
+    again = client_for(index_settings, static_index.url("html"))
+    for python in ("3.11", "3.12"):
+        again.latest("wtfix", python)
+    assert parsed == ["wtfix", "wtfix"] and again.network_requests == 0
+
+
+def test_a_client_that_looks_nothing_up_writes_nothing(index_settings: MakeSettings, tmp_path: Any) -> None:
+    settings = index_settings("http://127.0.0.1:9/simple/")
+    IndexClient(settings).close()
+    assert not settings.cache_dir.exists()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +14,8 @@ import pytest
 from packaging.version import Version
 
 from tests.helpers import fake_wheel, make_settings
-from wheeltasks import pipeline
-from wheeltasks.errors import WheelTasksError
+from wheeltasks import pipeline, running
+from wheeltasks.errors import Stopped, WheelTasksError
 from wheeltasks.job import Job, make_job
 from wheeltasks.pipeline import BuildDecision, build_decision, wants_self_pull
 from wheeltasks.plan import Plan
@@ -203,3 +206,130 @@ def test_a_tag_in_the_projects_own_capitalisation_is_pulled(tmp_path: Path, regi
     pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
     assert job.work.state() is State.PULLED
     assert [p.name for p in job.work.result_wheels()] == [wheel.name]
+
+
+# ---- a step run alone on nothing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "state", "first"),
+    [
+        (("export",), State.EMPTY, "nothing built for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("repair",), State.EMPTY, "nothing built for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("push",), State.EMPTY, "nothing built for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("export",), State.BUILT, "built but not repaired for wtdep1.0-py3.11-amd64 or its dependencies"),
+        (("push",), State.BUILT, "built but not repaired for wtdep1.0-py3.11-amd64 or its dependencies"),
+    ],
+)
+def test_a_step_run_alone_on_nothing_names_what_to_run_first(
+    tmp_path: Path, steps: tuple[str, ...], state: State, first: str
+) -> None:
+    settings = make_settings(tmp_path, env=REGISTRY)
+    base = job_of(settings, "wtbase")
+    dep = job_of(settings, "wtdep", depends=(base,))
+    if state is State.BUILT:
+        for job in (base, dep):
+            fake_wheel(job.work.built, f"{job.module}-1.0-cp311-cp311-linux_x86_64.whl")
+    task = "build" if state is State.EMPTY else "repair"
+    with pytest.raises(WheelTasksError) as caught:
+        pipeline.run(settings, Plan((base, dep)), steps=steps)
+    assert str(caught.value) == f"{first} in {settings.work_dir}: run `inv {task} wtdep1.0-py3.11-amd64` first"
+    assert caught.value.exit_code == 2
+    if state is State.EMPTY:
+        assert not settings.work_dir.exists()  # no report, no folder: nothing written
+    else:
+        assert not (settings.work_dir / pipeline.REPORT_FILE).exists()
+
+
+def test_a_step_alone_on_many_jobs_says_it_once(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    jobs = tuple(job_of(settings, f"wtmany{chr(97 + n)}") for n in range(5))
+    with pytest.raises(WheelTasksError, match=r"nothing built for any of the 5 jobs \(wtmanya1.0-py3.11-amd64, "
+                                              r"wtmanyb1.0-py3.11-amd64, wtmanyc1.0-py3.11-amd64, \.\.\.\) in .*: "
+                                              r"run `inv build` on the same targets first"):
+        pipeline.run(settings, Plan(jobs), steps=("export",))
+
+
+def test_a_libressl_export_needs_nothing(tmp_path: Path) -> None:
+    from wheeltasks.targets import SSL
+
+    settings = make_settings(tmp_path)
+    job = make_job(settings, module="cryptography", ssl=SSL.LIBRESSL, version=Version("45.0"), python="3.11",
+                   arch=get_arch("amd64"), kind=Kind.SHARED)
+    report = pipeline.run(settings, Plan((job,)), steps=("export",))
+    assert [r.outcome for r in report.results] == ["done"]
+
+
+# ---- stopped runs leave no staging folder ------------------------------------------------------
+
+
+def interrupted_runner(settings: Settings, width: int, monkeypatch: pytest.MonkeyPatch,
+                       first: int = signal.SIGINT) -> tuple[pipeline.Runner, list[Path], threading.Event]:
+    """A runner whose repair step makes a staging folder and then waits (as a stuck pull
+    would) until a signal, sent once every job is in it, stops the run; a second Ctrl-C
+    comes while the run is stopping its builds."""
+    jobs = tuple(job_of(settings, f"wtstop{n}") for n in range(width))
+    for job in jobs:
+        fake_wheel(job.work.built, f"{job.module}-1.0-cp311-cp311-linux_x86_64.whl")
+    staged: list[Path] = []
+    ready = threading.Barrier(width + 1 if width > 1 else 1)
+    release = threading.Event()
+
+    def stuck_repair(self: pipeline.Runner, job: Job, result: pipeline.JobResult) -> None:
+        staged.append(job.work.staging("repaired"))
+        (staged[-1] / "half.whl").write_bytes(b"half")
+        if width > 1:
+            ready.wait(10)
+            release.wait(10)
+        else:
+            os.kill(os.getpid(), first)
+            time.sleep(10)  # the signal interrupts this
+
+    stop_all = running.stop_all
+
+    def stop_all_and_ctrl_c_again(wait: float = 2.0) -> None:
+        signal.raise_signal(signal.SIGINT)  # the impatient second Ctrl-C
+        stop_all(wait)
+
+    monkeypatch.setattr(pipeline.Runner, "repair", stuck_repair)
+    monkeypatch.setattr(running, "stop_all", stop_all_and_ctrl_c_again)
+    runner = pipeline.Runner(settings, Plan(jobs))
+    if width > 1:
+        def signal_when_all_are_stuck() -> None:
+            ready.wait(10)
+            os.kill(os.getpid(), first)
+
+        threading.Thread(target=signal_when_all_are_stuck, daemon=True).start()
+    return runner, staged, release
+
+
+@pytest.mark.parametrize("width", [1, 3], ids=["in-order", "side-by-side"])
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+def test_a_stopped_run_removes_every_staging_folder_despite_a_second_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int, first: int
+) -> None:
+    if signal.getsignal(first) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(first).name} is ignored here (nohup?), and so in a task too")
+    settings = make_settings(tmp_path)
+    runner, staged, release = interrupted_runner(settings, width, monkeypatch, first)
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught, running.stop_signals():
+            runner.run(("repair",), width=width)
+    finally:
+        release.set()  # the stuck workers may end now
+    if first != signal.SIGINT:
+        assert isinstance(caught.value, Stopped) and caught.value.exit_code == 128 + first
+    assert len(staged) == width
+    assert not [p for p in settings.work_dir.rglob("*") if p.name.endswith(".partial")]
+    assert all(job.work.state() is State.BUILT for job in runner.plan.jobs)  # the previous state kept
+
+
+def test_stop_signals_leave_an_ignored_sighup_ignored() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with running.stop_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -282,3 +282,41 @@ def test_all_plans_the_default_set_in_dependency_order(tmp_path: Path) -> None:
     modes = {(j.module, j.arch.name): j.mode.value for j in plan.jobs}
     assert modes[("psutil", "armv7")] == "cross" and modes[("bcrypt", "armv7")] == "emulated"
     assert modes[("psutil", "amd64")] == "native"
+
+
+class _EveryVersionIs1:
+    """The planner's VersionSource for chains of hundreds of made-up recipes: what is tested
+    is the planner's walk of the chain, not an index that serves hundreds of projects."""
+
+    def latest_many(self, projects: Any, python: str | None) -> dict[str, Version]:
+        return dict.fromkeys(projects, Version("1.0"))
+
+    def check_version(self, project: str, version: Version, python: str | None) -> None:
+        return None
+
+
+CHAIN = 1500  # recipes: far deeper than Python's recursion limit (1000 frames) allows recursing
+
+
+def chain_of_recipes(folder: Path, length: int, back_to: int | None = None) -> None:
+    for n in range(length):
+        depends = f"wtchain{n + 1}" if n + 1 < length else (f"wtchain{back_to}" if back_to is not None else "")
+        write_recipe(folder, f"wtchain{n}", f'mod_depends="{depends}"\n' if depends else "")
+
+
+def test_a_dependency_chain_deeper_than_the_recursion_limit_plans(tmp_path: Path) -> None:
+    chain_of_recipes(tmp_path / "scripts", CHAIN)
+    settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path), "python_versions": "3.12"})
+    plan = resolve(settings, ["wtchain0-amd64"], _EveryVersionIs1())
+    assert [j.module for j in plan.jobs] == [f"wtchain{n}" for n in reversed(range(CHAIN))]  # dependencies first
+    assert plan.jobs[-1].depends == (plan.jobs[-2],)
+
+
+def test_a_cycle_at_the_end_of_a_deep_chain_is_refused_as_before(tmp_path: Path) -> None:
+    chain_of_recipes(tmp_path / "scripts", CHAIN, back_to=CHAIN - 3)
+    settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path), "python_versions": "3.12"})
+    with pytest.raises(WheelTasksError) as caught:
+        resolve(settings, ["wtchain0-amd64"], _EveryVersionIs1())
+    message = str(caught.value)
+    tail = f"wtchain{CHAIN - 3} -> wtchain{CHAIN - 2} -> wtchain{CHAIN - 1} -> wtchain{CHAIN - 3}"
+    assert message.startswith("dependency cycle in recipes: wtchain0 -> wtchain1 -> ") and message.endswith(tail)

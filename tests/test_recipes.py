@@ -137,3 +137,24 @@ def test_every_default_module_has_a_row_in_the_readme_table() -> None:
     table = readme[readme.index("## The default modules"):readme.index("## Cross-compilation")]
     rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line}
     assert set(DEFAULT_MODULES) <= rows, set(DEFAULT_MODULES) - rows
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_a_recipe_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path, kind: str) -> None:
+    import os
+    import time
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    recipe = scripts / "wtodd.sh"
+    if kind == "fifo":
+        os.mkfifo(recipe)  # opening it for reading would wait for a writer for good
+    elif kind == "folder":
+        recipe.mkdir()
+    else:
+        recipe.symlink_to("/dev/zero")  # reading it would never end
+    settings = Settings.load({}, {"HOME": str(tmp_path)}, {"project_dir": str(tmp_path)})
+    started = time.monotonic()
+    with pytest.raises(WheelTasksError, match=rf"recipe {recipe} is (a folder|not a regular file)") as caught:
+        load_recipe(settings, "wtodd", None)
+    assert caught.value.exit_code == 2 and time.monotonic() - started < 2

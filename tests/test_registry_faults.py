@@ -9,10 +9,15 @@ config that is garbage) are pushed to it; the rest come from tests/fault_servers
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
 import time
 import tracemalloc
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
 from tests import fault_servers as faults
 from tests.fault_servers import FaultServer
@@ -28,7 +34,7 @@ from tests.fixtures_registry import RegistryServer
 from tests.test_registry import client_for, make_wheel, push_single, settings_for
 from wheeltasks.errors import RemoteError, WheelTasksError
 from wheeltasks.images import LAYER_TAR, canonical_json, extract_wheels, pull_wheels
-from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256_digest
+from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, docker_credentials, sha256_digest
 from wheeltasks.settings import Repository
 from wheeltasks.targets import get_arch
 
@@ -282,7 +288,7 @@ def test_a_malformed_manifest_is_one_line(
     _, error = failure(lambda: pull_wheels(fault_client(server, tmp_path), Repository(server.host, REPO), "t", AMD64, dest))
     assert isinstance(error, RemoteError)
     assert said in str(error)
-    assert not dest.exists() or not list(dest.iterdir())
+    assert not dest.exists()
 
 
 def test_an_index_with_null_manifests_has_no_platform(server: FaultServer, tmp_path: Path) -> None:
@@ -363,7 +369,7 @@ def test_a_gzip_bomb_layer_is_not_unpacked(registry_plain: RegistryServer, tmp_p
         "raise MAX_LAYER_MB if the image is genuine"
     )
     assert peak < 32 * MIB and seconds < 10
-    assert list(dest.iterdir()) == []  # not even the good wheel that came first: all or nothing
+    assert not dest.exists()  # not even the good wheel that came first, nor the folder: all or nothing
 
 
 @pytest.mark.parametrize(
@@ -378,7 +384,7 @@ def test_a_layer_that_is_not_a_tar(registry_plain: RegistryServer, tmp_path: Pat
                             "notatar", AMD64, dest)
     )
     assert str(error) == f"a layer of image {registry_plain.host}/{REPO}:notatar is not a readable tar: rebuild and push that image"
-    assert list(dest.iterdir()) == []
+    assert not dest.exists()
 
 
 def test_a_layer_larger_than_the_limit(registry_plain: RegistryServer, tmp_path: Path) -> None:
@@ -413,3 +419,341 @@ def test_extract_wheels_bounds_a_bomb_in_memory(tmp_path: Path) -> None:
     with pytest.raises(RemoteError, match=r"larger than 1 MiB unpacked"):
         extract_wheels(gzip_bomb_layer(64 * MIB), tmp_path, source="x", limit=MIB)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- a pull that fails or is stopped leaves nothing behind ------------------------------------
+
+
+def wheel_image(server: FaultServer, tmp_path: Path, repo: str, tag: str, layer_fault: faults.Behaviour | None = None,
+                manifest_fault: faults.Behaviour | None = None) -> bytes:
+    """Serve ``repo:tag`` as a real wheel image (an index, a manifest, a config, a layer with a
+    wheel) from the fault server, with a fault in place of the layer or of the manifests."""
+    wheel = make_wheel(tmp_path / "src", "wtfault", "1.1.0", "musllinux_1_2_x86_64")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(wheel, arcname=wheel.name)
+    layer = buffer.getvalue()
+    config = canonical_json({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    manifest = canonical_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": LAYER_TAR, "digest": sha256_digest(layer), "size": len(layer)}],
+    })  # fmt: skip
+    index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256_digest(manifest), "size": len(manifest),
+         "platform": {"architecture": "amd64", "os": "linux"}}]})  # fmt: skip
+    manifests = {tag: (index, OCI_INDEX), sha256_digest(manifest): (manifest, OCI_MANIFEST)}
+    blobs = {sha256_digest(config): faults.answer(config, "application/octet-stream"),
+             sha256_digest(layer): layer_fault or faults.answer(layer, "application/octet-stream")}
+
+    def manifest_for(request: faults.Request) -> None:
+        found = manifests.get(request.path.rsplit("/", 1)[-1])
+        if found is None:
+            faults.send(request, 404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', "application/json")
+        else:
+            faults.send(request, 200, found[0], found[1])
+
+    def blob_for(request: faults.Request) -> None:
+        blobs.get(request.path.rsplit("/", 1)[-1], faults.status(404))(request)
+
+    server.route("/v2/", faults.json_answer({}))
+    server.route(f"/v2/{repo}/manifests/", manifest_fault or manifest_for)
+    server.route(f"/v2/{repo}/blobs/", blob_for)
+    return layer
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".partial") or p.name.startswith(".pull-")]
+
+
+PULL_FAULTS = {
+    "layer hangs": lambda server: (faults.hang(server), None),
+    "layer drips": lambda server: (faults.drip(server, 0.2, "application/octet-stream"), None),
+    "layer 500": lambda server: (faults.status(500), None),
+    "layer 404": lambda server: (faults.status(404), None),
+    "layer of the wrong digest": lambda server: (faults.answer(b"not the layer", "application/octet-stream"), None),
+    "layer that is not a tar": lambda server: (faults.answer(b"x" * 100, "application/octet-stream"), None),
+    "manifest 500": lambda server: (None, faults.status(500)),
+    "manifest garbage": lambda server: (None, faults.answer(b"{not json", OCI_MANIFEST)),
+    "manifest hangs": lambda server: (None, faults.hang(server)),
+}
+
+
+@pytest.mark.parametrize("kind", PULL_FAULTS)
+def test_a_failed_pull_leaves_no_staging_folder(server: FaultServer, tmp_path: Path, kind: str) -> None:
+    from tests.helpers import make_settings
+    from wheeltasks import pipeline
+    from wheeltasks.job import make_job
+    from wheeltasks.plan import Plan
+    from wheeltasks.settings import Kind
+
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{server.host}/me", "REMOTE_TIMEOUT": "1",
+                                            "DOCKER_CONFIG": str(tmp_path / "no-docker")})
+    job = make_job(settings, module="wtfault", version=Version("1.1.0"), python="3.12", arch=AMD64, kind=Kind.SHARED)
+    layer_fault, manifest_fault = PULL_FAULTS[kind](server)
+    wheel_image(server, tmp_path, job.repository.path, job.tag, layer_fault, manifest_fault)
+    started = time.monotonic()
+    with pytest.raises(WheelTasksError) as caught:
+        pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
+    assert time.monotonic() - started < 10
+    one_line(caught.value)
+    assert leftovers(tmp_path) == []
+    assert not job.work.pulled.exists()
+
+
+def test_a_good_pull_through_the_same_server(server: FaultServer, tmp_path: Path) -> None:
+    """The image of the fault tests pulls when nothing is wrong with it: the faults are the cause."""
+    from tests.helpers import make_settings
+    from wheeltasks import pipeline
+    from wheeltasks.job import make_job
+    from wheeltasks.plan import Plan
+    from wheeltasks.settings import Kind
+
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{server.host}/me", "REMOTE_TIMEOUT": "5",
+                                            "DOCKER_CONFIG": str(tmp_path / "no-docker")})
+    job = make_job(settings, module="wtfault", version=Version("1.1.0"), python="3.12", arch=AMD64, kind=Kind.SHARED)
+    wheel_image(server, tmp_path, job.repository.path, job.tag)
+    pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
+    assert [p.name for p in job.work.result_wheels()] == ["wtfault-1.1.0-cp312-cp312-musllinux_1_2_x86_64.whl"]
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_stop_signal_during_a_hanging_pull_leaves_nothing_behind(
+    server: FaultServer, tmp_path: Path, signum: int, code: int
+) -> None:
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here (nohup?), and so in the command too")
+    project = tmp_path / "project"
+    project.mkdir()
+    server.route("/simple/", faults.json_page("wtfault"))
+    layer = wheel_image(server, tmp_path, "me/python-musl-wheels", "wtfault1.1.0-py3.12", faults.hang(server))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPI_", "PIP_INDEX", "WHEELS_", "REMOTE_", "DOCKER_"))}
+    env.update(PYPI_INDEX=server.url("/simple/"), WHEELS_REGISTRY=f"{server.host}/me", PYTHON_VERSIONS="3.12",
+               REMOTE_TIMEOUT="120", HOME=str(tmp_path), WHEELTASKS_CACHE_DIR=str(tmp_path / "cache"),
+               WHEELTASKS_PROJECT_DIR=str(project))
+    process = subprocess.Popen([sys.executable, "-m", "wheeltasks", "pull-existing", "wtfault1.1.0-py3.12-amd64"],
+                               cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.wait_for(f"/v2/me/python-musl-wheels/blobs/{sha256_digest(layer)}", timeout=90), "no pull"
+        time.sleep(0.2)  # inside the download
+        assert [p.name for p in leftovers(project)][:1] == ["pulled.partial"]  # what must go
+        sent = time.monotonic()
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=10)
+        seconds = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, err
+    assert seconds < 2.5
+    assert "Traceback" not in err and out == ""
+    assert err.strip().splitlines()[-1] == ("wheeltasks: interrupted" if signum == signal.SIGINT
+                                            else f"wheeltasks: stopped by {signal.Signals(signum).name}")
+    assert leftovers(project) == []
+    assert not (project / ".wheeltasks" / "shared" / "wtfault1.1.0-py3.12" / "amd64" / "pulled").exists()
+
+
+# ---- one deadline for a whole tag listing ------------------------------------------------------
+
+
+def slow_endless_tags(server: FaultServer, delay: float) -> faults.Behaviour:
+    """Endless tag pages, each after ``delay`` seconds: every page is well within a deadline."""
+    pages = faults.endless_tags()
+
+    def behave(request: faults.Request) -> None:
+        if not server.stopping.wait(delay):
+            pages(request)
+
+    return behave
+
+
+def test_a_paged_tag_listing_ends_by_one_deadline(server: FaultServer, tmp_path: Path) -> None:
+    server.route(f"/v2/{REPO}/tags/list", slow_endless_tags(server, 0.3))
+    client = fault_client(server, tmp_path, timeout=1.0)
+    seconds, error = failure(lambda: client.tags(REPO))  # from the listing's start: what the deadline bounds
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"registry {server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
+    assert seconds < LATE  # one deadline: not 1000 pages x 1 s
+    assert 2 <= len(server.requested(f"/v2/{REPO}/tags/list")) <= 6
+
+
+def test_a_short_paged_listing_within_the_deadline(server: FaultServer, tmp_path: Path) -> None:
+    first = f'</v2/{REPO}/tags/list?n=1&last=a>; rel="next"'
+    pages = {"": (["a"], first), "a": (["b"], "")}
+
+    def behave(request: faults.Request) -> None:
+        last = request.path.partition("last=")[2]
+        tags, link = pages[last]
+        faults.send(request, 200, json.dumps({"tags": tags}).encode(), "application/json", {"Link": link} if link else {})
+
+    server.route(f"/v2/{REPO}/tags/list", behave)
+    assert fault_client(server, tmp_path, timeout=5.0).tags(REPO) == ["a", "b"]
+
+
+# ---- URLs the registry sends: one line when they cannot be followed ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("link", "said"),
+    [
+        ('<http://[::1/v2/x>; rel="next"', "it cannot be parsed (Invalid IPv6 URL)"),
+        ('<http://127.0.0.1:99999/v2/x>; rel="next"', "invalid port"),
+        ('<file:///etc/passwd>; rel="next"', "not an http(s) URL"),
+        ('<http://h/a b>; rel="next"', "control character or a space"),
+        (f'<http://u:{SECRET}/x@h/v2/x>; rel="next"', "percent-encode"),
+    ],
+    ids=["ipv6", "port", "file", "space", "ambiguous"],
+)
+def test_a_malformed_tag_page_link_is_one_line(server: FaultServer, tmp_path: Path, link: str, said: str) -> None:
+    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"sent a tag page link of {REPO} that cannot be followed" in str(error) and said in str(error)
+    assert SECRET not in str(error)
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://[::1/upload", "http://127.0.0.1:99999/upload", "file:///tmp/upload", "gopher://h/x",
+     f"http://u:{SECRET}?x@h/upload"],
+    ids=["ipv6", "port", "file", "gopher", "ambiguous"],
+)
+def test_an_upload_location_that_is_no_url_is_one_line(server: FaultServer, tmp_path: Path, location: str) -> None:
+    server.route(f"/v2/{REPO}/blobs/uploads/", faults.status(202, Location=location))
+    server.route(f"/v2/{REPO}/blobs/", faults.status(404))
+    _, error = failure(lambda: fault_client(server, tmp_path).put_blob(REPO, b"data"))
+    assert isinstance(error, RemoteError) and error.exit_code == 4
+    assert f"sent an upload location for {REPO} that cannot be followed" in str(error)
+    assert SECRET not in str(error)
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "http://[::1/blob", "http://127.0.0.1:99999/blob"])
+def test_a_blob_redirect_that_cannot_be_followed_is_one_line(server: FaultServer, tmp_path: Path, location: str) -> None:
+    server.route(f"/v2/{REPO}/blobs/", faults.redirect(location, 307))
+    _, error = failure(lambda: fault_client(server, tmp_path).get_blob(REPO, DIGEST))
+    assert isinstance(error, RemoteError) and "a redirect to a URL that cannot be followed" in str(error)
+
+
+def test_a_realm_that_is_no_url_is_one_line(server: FaultServer, tmp_path: Path) -> None:
+    server.route("/v2/", faults.bearer_challenge(f"http://u:{SECRET}@[::1/token"))
+    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password="p").tags(REPO))
+    assert isinstance(error, RemoteError) and "not an http(s) URL" in str(error) and SECRET not in str(error)
+
+
+# ---- the Docker config and its credential helpers -------------------------------------------------
+
+
+def docker_config(tmp_path: Path, content: str | bytes) -> str:
+    path = tmp_path / "docker" / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"auths": {"127.0.0.1:5000": {"auth": "not base64!"}}}',
+        '{"auths": {"127.0.0.1:5000": {"auth": "' + base64.b64encode(b"no-colon-" + SECRET.encode()).decode() + '"}}}',
+        '{"auths": {"127.0.0.1:5000": {"auth": "' + base64.b64encode(b"u:\xff\xfe").decode() + '"}}}',
+        '{"auths": {"127.0.0.1:5000": {"auth": 42}}}',
+        '{"auths": {"127.0.0.1:5000": "a string"}}',
+        '[{"auths": {}}]',
+        '"just text"',
+        '{"credHelpers": ["wtnone"]}',
+        '{"auths": ["127.0.0.1:5000"]}',
+    ],
+    ids=["auth-not-base64", "auth-without-colon", "auth-not-utf8", "auth-number", "entry-string", "list", "string",
+         "helpers-list", "auths-list"],
+)
+def test_a_malformed_docker_config_is_one_line(tmp_path: Path, content: str) -> None:
+    config = docker_config(tmp_path, content)
+    with pytest.raises(WheelTasksError) as caught:
+        docker_credentials("127.0.0.1:5000", config)
+    assert caught.value.exit_code == 2
+    assert one_line(caught.value).startswith(f"cannot read the Docker config {config} (")
+    assert SECRET not in str(caught.value)
+
+
+def test_a_docker_config_that_is_a_fifo_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "docker" / "config.json"
+    path.parent.mkdir()
+    os.mkfifo(path)
+    seconds, error = failure(lambda: docker_credentials("127.0.0.1:5000", str(path)))
+    assert "is not a regular file" in str(error) and seconds < LATE
+
+
+@pytest.fixture
+def helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], str]:
+    """``helpers(name, script)``: a docker-credential-<name> on PATH; the Docker config naming it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+    def make(name: str, script: str) -> str:
+        helper = bindir / f"docker-credential-{name}"
+        helper.write_text(f"#!/bin/sh\n{script}\n")
+        helper.chmod(0o755)
+        return docker_config(tmp_path, json.dumps({"credsStore": name}))
+
+    return make
+
+
+def test_a_hanging_credential_helper_is_stopped_at_the_deadline(
+    helpers: Callable[[str, str], str], tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    # The helper and a child of its own (holding the pipes open), both hanging.
+    config = helpers("wthang", f"sleep 300 & echo $$ $! > {pids}; wait")
+    seconds, error = failure(lambda: RegistryClient("127.0.0.1:5000", docker_config=config, timeout=1.0))
+    assert type(error) is WheelTasksError and error.exit_code == 2
+    assert str(error).startswith("the Docker credential helper docker-credential-wthang did not answer within 1 s "
+                                 "(REMOTE_TIMEOUT) for registry 127.0.0.1:5000: stopped it;")
+    assert seconds < LATE
+    time.sleep(0.2)
+    for pid in map(int, pids.read_text().split()):
+        state = Path(f"/proc/{pid}/status")
+        assert not state.exists() or "(zombie)" in state.read_text(), f"{pid} outlived the deadline"
+
+
+def test_a_credential_helpers_stderr_never_reaches_the_output(
+    helpers: Callable[[str, str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = helpers("wtloud", f"echo 'error: token {SECRET} rejected' >&2; echo 'details {SECRET}'; exit 3")
+    _, error = failure(lambda: docker_credentials("127.0.0.1:5000", config, 5.0))
+    assert str(error).startswith("the Docker credential helper docker-credential-wtloud failed (exit 3)")
+    out, err = capfd.readouterr()
+    assert SECRET not in str(error) and SECRET not in out and SECRET not in err
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (f'cat > /dev/null; echo \'{{"ServerURL": "x", "Username": "me", "Secret": "{SECRET}"}}\'', ("me", SECRET)),
+        ("echo 'credentials not found in native keychain'; exit 1", ("", "")),
+        ('echo \'{"Username": "", "Secret": ""}\'', ("", "")),
+        ('echo \'{"Username": "<token>", "Secret": "idtoken"}\'', ("", "")),
+    ],
+    ids=["found", "not-found", "empty", "identity-token"],
+)
+def test_a_credential_helper_that_answers(
+    helpers: Callable[[str, str], str], script: str, expected: tuple[str, str]
+) -> None:
+    assert docker_credentials("127.0.0.1:5000", helpers("wtok", script), 5.0) == expected
+
+
+@pytest.mark.parametrize("script", ["echo 'not json'", "echo '[1]'", "echo '{\"Username\": 1, \"Secret\": 2}'"])
+def test_a_credential_helper_that_answers_garbage(helpers: Callable[[str, str], str], script: str) -> None:
+    _, error = failure(lambda: docker_credentials("127.0.0.1:5000", helpers("wtodd", script), 5.0))
+    assert "answered something that is not credentials" in str(error)
+
+
+def test_a_credential_helper_that_is_not_installed(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    config = docker_config(tmp_path, json.dumps({"credHelpers": {"127.0.0.1:5000": "wt-not-installed"}}))
+    _, error = failure(lambda: docker_credentials("127.0.0.1:5000", config))
+    assert "docker-credential-wt-not-installed (named in the Docker config) is not installed" in str(error)
+    assert capfd.readouterr().err == ""  # docker-py's warning is not printed either

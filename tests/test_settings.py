@@ -200,3 +200,68 @@ def test_every_flag_has_its_variable_and_default_in_the_help() -> None:
         for option in options_for(fields):
             text = flag_help(option)
             assert option.env in text and "default: " in text, (task, option.field)
+
+
+SECRET = "Zq81-index-pw"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # Numbers: finite, greater than 0, and a deadline no longer than a day.
+        ({"REMOTE_TIMEOUT": "inf"}, "REMOTE_TIMEOUT='inf' must be a finite number greater than 0"),
+        ({"REMOTE_TIMEOUT": "-inf"}, "must be a finite number greater than 0"),
+        ({"REMOTE_TIMEOUT": "nan"}, "REMOTE_TIMEOUT='nan' must be a finite number greater than 0"),
+        ({"REMOTE_TIMEOUT": "1e308"}, "REMOTE_TIMEOUT='1e308' is more than 86400"),
+        ({"REMOTE_TIMEOUT": "1" + "0" * 400}, "must be a finite number greater than 0"),
+        ({"REMOTE_TIMEOUT": "0"}, "must be a finite number greater than 0"),
+        ({"JOBS": "inf"}, "JOBS='inf' is not a whole number"),
+        ({"JOBS": "0"}, "JOBS='0' must be a finite number greater than 0"),
+        ({"MAX_LAYER_MB": "nan"}, "is not a whole number"),
+        ({"MAX_INDEX_PAGE_MB": "-3"}, "must be a finite number greater than 0"),
+        # URLs: the index as urllib and requests read it, never its secrets.
+        ({"PYPI_INDEX": "http://[::1/simple/"}, "is not a usable URL: it cannot be parsed (Invalid IPv6 URL)"),
+        ({"PYPI_INDEX": f"http://me:{SECRET}/x@127.0.0.1:8080/simple/"},
+         "PYPI_INDEX='http://***@127.0.0.1:8080/simple/' cannot be split into credentials and host"),
+        ({"PYPI_INDEX": f"http://me:{SECRET}?x@127.0.0.1/simple/"}, "cannot be split into credentials and host"),
+        ({"PYPI_INDEX": f"http://127.0.0.1/simple/?token={SECRET}"},
+         "PYPI_INDEX='http://127.0.0.1/simple/?token=***' has a query or fragment"),
+        ({"PYPI_INDEX": f"http://me:{SECRET}@127.0.0.1:99999/simple/"}, "PYPI_INDEX='http://***@127.0.0.1:99999/simple/'"),
+        ({"PIP_INDEX_URL": f"http://me:{SECRET}/x@h/simple/"}, "cannot be split into credentials and host"),
+        # Control characters in what goes into URLs, headers, names: refused, never echoed raw.
+        ({"PYPI_INDEX": "http://127.0.0.1/simple/\r\nX-Injected: 1"}, "PYPI_INDEX holds a control character ('\\r' at position 24)"),
+        ({"REGISTRY_USERNAME": "me\r\nX: 1"}, "REGISTRY_USERNAME holds a control character"),
+        ({"REGISTRY_PASSWORD": f"{SECRET}\n"}, "REGISTRY_PASSWORD holds a control character ('\\n' at position 13)"),
+        ({"WHEELS_REGISTRY": "127.0.0.1:5000/me\x00"}, "WHEELS_REGISTRY holds a control character"),
+        ({"BUILDER_IMAGE": "python:{python}\x1b[2J"}, "BUILDER_IMAGE holds a control character"),
+        ({"DEFAULT_MODULES": "cffi\x7ftoml"}, "DEFAULT_MODULES holds a control character ('\\x7f' at position 4)"),
+        # Each setting blamed for itself.
+        ({"ALPINE_VERSION": "3.22 ;rm"}, "ALPINE_VERSION='3.22 ;rm' is not a word an image tag may hold"),
+        ({"ALPINE_VERSION": "3.22/x"}, "ALPINE_VERSION='3.22/x' is not a word"),
+        ({"CA_BUNDLE": "/etc"}, "CA bundle /etc is a folder, not a file"),
+        ({"CA_BUNDLE": "/dev/null"}, "CA bundle /dev/null is not a regular file"),
+    ],
+)
+def test_bad_settings_are_one_clear_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(WheelTasksError) as caught:
+        load(env=env)
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text and "\r" not in text and SECRET not in text
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", ""), ("3.22", "3.22"), ("edge", "edge"), ("3.21_rc-1", "3.21_rc-1")])
+def test_alpine_versions_that_fit_a_tag(value: str, expected: str) -> None:
+    assert load(env={"ALPINE_VERSION": value}).builder("3.12") == f"python:3.12-alpine{expected}"
+
+
+def test_yaml_numbers_are_checked_too() -> None:
+    for value in (float("inf"), float("nan"), 1e308, 10**400):
+        with pytest.raises(WheelTasksError, match="REMOTE_TIMEOUT"):
+            load({"remote_timeout": value})
+    assert load({"remote_timeout": 2}).remote_timeout == 2.0
+
+
+def test_an_index_password_with_an_at_sign_is_read_as_urllib_reads_it() -> None:
+    s = load(env={"PYPI_INDEX": f"http://me:{SECRET}@x@127.0.0.1/simple/"})
+    assert s.pypi_index == f"http://me:{SECRET}@x@127.0.0.1/simple/"

@@ -144,6 +144,13 @@ def test_format_is_identity_for_canonical_text(text: str) -> None:
         ("cffi==1!2.0-amd64", "epoch"),
         ("cffi1.0+abc", "local versions"),
         ("cffi==1.0+abc", "local versions"),
+        # A Python with a patch number: not module "cffi-py" 3.11.2, and not Python 3.11 silently.
+        ("cffi-py3.11.2", "-py3.11.2 names a patch release; a target's Python is major.minor (-py3.11)"),
+        ("cffi-py3.11.2-amd64", "-py3.11.2 names a patch release"),
+        ("cffi1.15.1-py3.11.2", "-py3.11.2 names a patch release"),
+        ("cffi1.15.1-py3.11.2-amd64", "(-py3.11)"),
+        ("cffi-openssl-py3.12.1.0", "-py3.12.1.0 names a patch release; a target's Python is major.minor (-py3.12)"),
+        ("cffi1.15.1-amd64-PY3.11.2", "names a patch release"),
     ],
 )
 def test_bad_targets_raise_one_clear_error(text: str, fragment: str) -> None:
@@ -152,6 +159,17 @@ def test_bad_targets_raise_one_clear_error(text: str, fragment: str) -> None:
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "module", "version"),
+    [("py1.11.0", "py", "1.11.0"), ("cffi-py_3.11.2", "cffi-py", "3.11.2"), ("cffi-py==3.11.2", "cffi-py", "3.11.2")],
+)
+def test_a_module_named_like_a_python_still_takes_a_version(text: str, module: str, version: str) -> None:
+    target = parse_target(text)
+    assert (target.module, str(target.version)) == (module, version)
+    assert parse_target(format_target(target)) == target
+    assert format_target(target) != "cffi-py3.11.2"  # which would read as a Python
 
 
 def test_unknown_arch_names_the_choices() -> None:

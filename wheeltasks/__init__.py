@@ -12,11 +12,16 @@ Chain the tasks into another repository's ``tasks.py``::
 from __future__ import annotations
 
 from .errors import WheelTasksError
+from .invoke_edge import adopt_loading_program
 from .job import Job
 from .plan import Plan, resolve
 from .settings import Kind, Settings
 from .targets import ARCHES, SSL, Arch, Target, format_target, parse_target
 from .tasks import ns
+
+# Under `inv`, the Program importing this package (through the project's tasks.py) is
+# about to read the project's invoke.yaml: make that, and its help, one line or quiet.
+adopt_loading_program()
 
 __all__ = [
     "ARCHES", "SSL", "Arch", "Job", "Kind", "Plan", "Settings", "Target", "WheelTasksError",

@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +24,7 @@ from packaging.version import Version
 from . import remote
 from .errors import WheelTasksError
 from .files import write_atomic
+from .imagenames import split_image
 from .registry import INDEX_TYPES, RegistryClient
 from .settings import Settings, check_python
 from .targets import Arch, oci_platform_key, platform_of
@@ -39,13 +42,7 @@ def builder_repository(template: str) -> tuple[str, str, str]:
     name, sep, tag = template.rpartition(":")
     if not sep or "/" in tag:  # no tag, or the colon was a port
         raise WheelTasksError(f"BUILDER_IMAGE={template!r} has no tag with {{python}} in it")
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        host, path = first, rest
-    else:
-        host, path = "docker.io", name
-    if host == "docker.io" and "/" not in path:
-        path = f"library/{path}"
+    host, path, _ = split_image(name)
     return host, path, tag
 
 
@@ -88,26 +85,62 @@ def newest_python(settings: Settings) -> str:
     return pythons[-1]
 
 
+def _read(path: Path) -> dict[str, object]:
+    """The cache file's entries; empty for a missing, unreadable or malformed file, and for
+    anything that is not a regular file (a FIFO there would block the read)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _cached(path: Path, key: str, clean: bool) -> list[str] | None:
+    """The Pythons cached for ``key`` within the last day; None when there are none. An entry
+    of another shape is ignored: the cache is asked again, never trusted."""
     if clean:
         return None
+    entry = _read(path).get(key)
+    if not isinstance(entry, dict):
+        return None
+    at, pythons = entry.get("at"), entry.get("pythons")
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        return None
+    if not 0 <= time.time() - at < CACHE_SECONDS:  # expired, or from the future
+        return None
+    if not isinstance(pythons, list) or not all(isinstance(p, str) for p in pythons):
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entry = data[key]
-        if time.time() - float(entry["at"]) < CACHE_SECONDS:
-            return [str(p) for p in entry["pythons"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
+        checked = [check_python(p, "cached builder Python") for p in pythons]
+    except WheelTasksError:
+        return None
+    return sorted(set(checked), key=Version)
+
+
+def cache_files(settings: Settings) -> tuple[Path, ...]:
+    """The builder Pythons' cache file, and temporary files a stopped write may have left."""
+    path = settings.cache_dir / CACHE_FILE
+    leftovers = sorted(settings.cache_dir.glob(f".{CACHE_FILE}.*.part")) if settings.cache_dir.is_dir() else []
+    return (path, *leftovers)
+
+
+def clear_cache(settings: Settings) -> list[Path]:
+    """Delete the builder Pythons' cache; return what was removed."""
+    removed = []
+    for path in cache_files(settings):
+        try:
+            if path.is_file() or path.is_symlink() or path.exists():
+                path.unlink()
+                removed.append(path)
+        except OSError as exc:
+            raise WheelTasksError(f"cannot remove the cache file {path} ({exc.strerror}): remove it by hand") from None
+    return removed
 
 
 def _store(path: Path, key: str, pythons: list[str]) -> None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
+    data = _read(path)
     data[key] = {"at": time.time(), "pythons": pythons}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import docker.errors
 
-from . import docker_engine, running
+from . import docker_engine, registry, running
 from .errors import BuildError, WheelTasksError, first_line
 from .files import private_file
+from .imagenames import split_image
 from .job import Job
 from .settings import Settings
 from .urls import split_credentials
@@ -60,16 +61,23 @@ def image_matches(attrs: Mapping[str, object], platform: str) -> bool:
 _IMAGE_LOCK = threading.Lock()
 
 
-def ensure_image(client: docker.DockerClient, image: str, platform: str) -> str:
-    """The ID of the builder image for the platform: the local one if it fits, else pulled."""
+def ensure_image(client: docker.DockerClient, image: str, platform: str, timeout: float = 120.0) -> str:
+    """The ID of the builder image for the platform: the local one if it fits, else pulled.
+
+    The pull carries the credentials of ``docker login`` as wheeltasks finds them (a helper
+    stopped after ``timeout`` seconds, its output never shown): left to itself, docker-py
+    would run the helper without a deadline, its stderr reaching ours.
+    """
     try:
         local = client.images.get(image)
         if image_matches(local.attrs, platform):
             return str(local.id)
     except docker.errors.ImageNotFound:
         pass
+    username, password = registry.docker_credentials(split_image(image)[0], timeout=timeout)
+    auth = {"username": username, "password": password} if username or password else {}
     try:
-        return str(client.images.pull(image, platform=platform).id)
+        return str(client.images.pull(image, platform=platform, auth_config=auth).id)
     except docker.errors.APIError as exc:
         raise WheelTasksError(
             f"builder image {image} for {platform} is not in the engine and cannot be pulled "
@@ -94,7 +102,7 @@ def run(settings: Settings, job: Job, spec: Run, log: Path) -> int:
     with _index_secret(settings, spec, environment) as secret:
         if secret is not None:
             volumes[str(secret)] = {"bind": f"{SECRETS}/pipindex", "mode": "ro"}
-        return _run(client, job, list(spec.command), volumes, environment, log)
+        return _run(client, job, list(spec.command), volumes, environment, log, settings.remote_timeout)
 
 
 @contextlib.contextmanager
@@ -117,12 +125,13 @@ def _run(
     volumes: dict[str, dict[str, str]],
     environment: dict[str, str],
     log: Path,
+    timeout: float,
 ) -> int:
     with _IMAGE_LOCK:
         # By the image's ID, which is of the job's platform (no platform= needed or wanted:
         # the engine would compare it with the image's, which may lack the arm variant).
         container = client.containers.create(
-            ensure_image(client, job.builder, job.platform),
+            ensure_image(client, job.builder, job.platform, timeout),
             entrypoint=[command[0]],
             command=command[1:],
             network_mode="host",

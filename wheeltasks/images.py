@@ -346,7 +346,8 @@ def pull_wheels(
     the platform. Only regular ``*.whl`` files are extracted. Each layer is
     streamed to a temporary file (at most ``client.max_layer_bytes``), verified, and
     unpacked within the same bound; the wheels appear in ``dest`` only when every layer
-    was read, each renamed into place, so a failure or Ctrl-C leaves no part behind.
+    was read, each renamed into place, so a failure or Ctrl-C leaves no part behind (and
+    no ``dest`` of its own: one this call created is removed again).
     """
     repo = repository.path
     manifest, ref = None, tag
@@ -362,19 +363,29 @@ def pull_wheels(
         size = layer.get("size")
         if isinstance(size, int) and size > client.max_layer_bytes:
             raise _too_large(source, client.max_layer_bytes)
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest, prefix=".pull-"))
+    moved: list[Path] = []
     try:
-        for layer in layers:
-            with tempfile.TemporaryFile(dir=staging) as blob:
-                client.download_blob(repo, str(layer["digest"]), blob)
-                extract_wheels(blob, staging, source=source, limit=client.max_layer_bytes)
-        written = sorted(staging.glob("*.whl"))
-        for path in written:
-            os.replace(path, dest / path.name)
-        return [dest / path.name for path in written]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=dest, prefix=".pull-"))
+        try:
+            for layer in layers:
+                with tempfile.TemporaryFile(dir=staging) as blob:
+                    client.download_blob(repo, str(layer["digest"]), blob)
+                    extract_wheels(blob, staging, source=source, limit=client.max_layer_bytes)
+            for path in sorted(staging.glob("*.whl")):
+                os.replace(path, dest / path.name)
+                moved.append(dest / path.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        # All or nothing, and no folder of its own left behind: a failure, Ctrl-C or SIGTERM.
+        for path in moved:
+            path.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return moved
 
 
 def other_spellings(

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -163,13 +164,15 @@ def parse_requires_python(text: str | None) -> SpecifierSet | None:
 
 def make_file(project: str, filename: str, requires_python: object, yanked: object) -> DistFile | None:
     """A DistFile of `project` from one listed file; None for another project's file or
-    a filename that is not a distribution. Values of the wrong type count as absent."""
+    a filename that is not a distribution. Values of the wrong type count as absent:
+    PEP 691 (and PEP 592) yank a file by ``true`` or a non-empty reason, so ``[]``, ``{}``,
+    ``0`` or ``""`` leave it installable."""
     version = file_version(project, filename)
     if version is None:
         return None
     spec = parse_requires_python(requires_python if isinstance(requires_python, str) else None)
     reason = yanked if isinstance(yanked, str) else ""
-    return DistFile(filename, version, spec, yanked not in (None, False), reason)
+    return DistFile(filename, version, spec, yanked is True or bool(reason), reason)
 
 
 class UnreadablePage(ValueError):
@@ -275,6 +278,7 @@ def _decode(content_type: str, body: bytes) -> str:
 
 
 def _html_yanked(attrs: Mapping[str, str | None]) -> bool | str:
+    # PEP 592: in HTML the attribute's presence yanks; its value is the reason, if any.
     if "data-yanked" not in attrs:
         return False
     return attrs["data-yanked"] or True  # a bare attribute or an empty reason still yanks
@@ -373,11 +377,23 @@ class PageCache:
     def __init__(self, path: Path, expiry: timedelta) -> None:
         self.path = path
         self.expiry = expiry
-        self._backend = _open_backend(path)
+        # Opened on first need, so a run that stops before any look-up (a rejected
+        # target) writes nothing at all; a read where no file is creates none either.
+        self._backend: SQLiteCache | None = None
+        self._lock = threading.Lock()
+
+    def _opened(self, create: bool) -> SQLiteCache | None:
+        with self._lock:
+            if self._backend is None and (create or os.path.lexists(self.path)):
+                self._backend = _open_backend(self.path)
+            return self._backend
 
     def get(self, url: str) -> CachedResponse | None:
+        backend = self._opened(create=False)
+        if backend is None:
+            return None
         try:
-            return self._backend.get_response(self._key(url))
+            return backend.get_response(self._key(backend, url))
         except sqlite3.Error as exc:
             log.warning("could not read the index cache %s (%s); asking the index", self.path, exc)
             return None
@@ -391,16 +407,20 @@ class PageCache:
             reason="OK",
             url=url,
         )
+        backend = self._opened(create=True)
+        assert backend is not None
         try:
-            self._backend.save_response(stored, self._key(url), datetime.now(timezone.utc) + self.expiry)
+            backend.save_response(stored, self._key(backend, url), datetime.now(timezone.utc) + self.expiry)
         except sqlite3.Error as exc:
             log.warning("could not write the index cache %s (%s); run `inv clean-cache` if it persists", self.path, exc)
 
     def close(self) -> None:
-        self._backend.close()  # type: ignore[no-untyped-call]  # unannotated in requests-cache
+        if self._backend is not None:
+            self._backend.close()  # type: ignore[no-untyped-call]  # unannotated in requests-cache
 
-    def _key(self, url: str) -> str:
-        return self._backend.create_key(requests.Request("GET", url).prepare())
+    @staticmethod
+    def _key(backend: SQLiteCache, url: str) -> str:
+        return backend.create_key(requests.Request("GET", url).prepare())
 
 
 def _open_backend(path: Path, *, again: bool = False) -> SQLiteCache:
@@ -444,8 +464,15 @@ def _make_private(path: Path) -> None:
     try:
         if not folder.is_dir():
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+        if not regular:  # a FIFO or a device: SQLite would block on it, or worse
+            raise WheelTasksError(
+                f"the index cache {path} is not a regular file: remove it, or set WHEELTASKS_CACHE_DIR to another folder"
+            )
         for existing in _cache_files(path)[:3]:
             if existing.exists() and existing.stat().st_mode & 0o077:
                 existing.chmod(0o600)
@@ -523,11 +550,15 @@ class IndexClient:
             clear_cache(settings)
         expiry = DEFAULT_EXPIRY if expire_after is None else expire_after
         self._cache = PageCache(cache_path(settings), expiry if isinstance(expiry, timedelta) else timedelta(seconds=expiry))
-        self._session = requests.Session()
+        self._session = remote.Session()
         self._session.auth = auth
         self._session.headers["Accept"] = ACCEPT
         if settings.ca_bundle:
             self._session.verify = settings.ca_bundle
+        # Each project page parsed once per run, whatever asks for it (every Python of
+        # -pyall, check_version): a page of 100k links takes seconds to parse.
+        self._releases: dict[str, list[Release]] = {}
+        self._parsed_lock = threading.Lock()
         self._counter = _Counter()
         adapter = _CountingAdapter(self._counter)
         self._session.mount("http://", adapter)
@@ -565,8 +596,16 @@ class IndexClient:
         return files
 
     def releases(self, project: str) -> list[Release]:
-        """Every version on the index (yanked and pre-releases included), oldest first."""
-        return group_releases(self.files(project))
+        """Every version on the index (yanked and pre-releases included), oldest first; the
+        page is fetched and parsed once per client (one run)."""
+        url = self.project_url(project)
+        with self._parsed_lock:
+            known = self._releases.get(url)
+        if known is None:
+            known = group_releases(self.files(project))
+            with self._parsed_lock:
+                self._releases.setdefault(url, known)
+        return known
 
     def latest(self, project: str, python: str | None) -> Version:
         """The newest final, non-yanked version whose Requires-Python admits `python`."""
@@ -623,6 +662,8 @@ class IndexClient:
             raise _NoAnswer(f"no complete answer within {self.timeout:g} s (REMOTE_TIMEOUT)") from None
         except remote.TooLarge as exc:
             raise _NoAnswer(f"larger than {remote.mib(exc.limit)}, MAX_INDEX_PAGE_MB", unusable=True) from None
+        except remote.BadRedirect as exc:  # the server's doing, not PYPI_INDEX's
+            raise _NoAnswer(str(exc), unusable=True) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
             raise WheelTasksError(f"PYPI_INDEX={self.index_display!r} is not a usable http(s) URL") from None
         except requests.exceptions.SSLError:

@@ -12,6 +12,11 @@ skipped or failed. The rules, in one place:
   NO_SELF_PULL; NO_BUILD **skips** the build; otherwise it is **built**.
 - repair: a built job is repaired; a reused one needs none; nothing built is an error.
 - export: OpenSSL (and SSL-less) jobs only; push: with DO_PUSH (or the push task).
+- a step run alone (repair, export, push: no build or pull before it) where not one job
+  has anything to work on: one error naming the task to run first, before any job runs
+  (:func:`check_inputs`).
+- Ctrl-C, SIGTERM, SIGHUP: builds and containers are stopped and every started job's
+  staging folders removed (:meth:`Runner.run`).
 
 A failed job does not stop the run (unless FAIL_FAST): the jobs that depend on it are
 skipped, the others go on, and the run ends with a table and a non-zero exit.
@@ -204,22 +209,25 @@ class Runner:
         work = job.work
         if wants_self_pull(self.settings, work.state()):
             staging = work.staging("pulled")
-            got = self._pull(job, staging)
-            if got:
-                # The published wheels are now this job's result; an older build's go.
-                work.accept("pulled", staging)
-                console.progress(job.target, "pull-existing", f"{len(got)} wheel(s) from {job.image}")
-            else:
-                work.discard(staging)
+            try:
+                got = self._pull(job, staging)
+                if got:
+                    # The published wheels are now this job's result; an older build's go.
+                    work.accept("pulled", staging)
+                    console.progress(job.target, "pull-existing", f"{len(got)} wheel(s) from {job.image}")
+            finally:
+                work.discard(staging)  # nothing pulled, a failure, Ctrl-C: no empty staging stays
         if not wants_dependency_pulls(self.settings):
             return
         for dep in job.depends:
             if self._result_of(dep):
                 continue
             staging = work.staging("imports-pull")
-            got = self._pull(dep, staging)
-            work.offer_imports(got or [])
-            work.discard(staging)
+            try:
+                got = self._pull(dep, staging)
+                work.offer_imports(got or [])
+            finally:
+                work.discard(staging)
             if got:
                 console.progress(job.target, "pull-existing", f"{len(got)} dependency wheel(s) from {dep.tag}")
 
@@ -369,10 +377,25 @@ class Runner:
         return result
 
     def run(self, steps: Sequence[str], width: int = 1) -> RunReport:
-        """Run every job, up to ``width`` at once; a job starts once those it waits for ended."""
-        if width <= 1:
-            return self._run_in_order(steps)
-        return self._run_side_by_side(steps, width)
+        """Run every job, up to ``width`` at once; a job starts once those it waits for ended.
+
+        Ctrl-C, SIGTERM or SIGHUP (KeyboardInterrupt, in the main thread): every build and
+        container is stopped and every started job's staging folders are removed, with
+        further signals held off until that is done, so a second Ctrl-C cannot skip it.
+        """
+        running_module.reset()
+        try:
+            if width <= 1:
+                return self._run_in_order(steps)
+            return self._run_side_by_side(steps, width)
+        except KeyboardInterrupt:
+            with running_module.signals_held():
+                running_module.stop_all()
+                with self._lock:
+                    started = [r.job for r in self.report.results]
+                for job in started:
+                    job.work.discard_staging()
+            raise
 
     def _run_in_order(self, steps: Sequence[str]) -> RunReport:
         # In this thread: Ctrl-C reaches the step that runs, which cleans up after itself.
@@ -435,11 +458,12 @@ class Runner:
                         errors.append(error)
             except KeyboardInterrupt:
                 # Stop what the workers started, and give them a moment to discard their
-                # staging folders, so nothing half-written stays behind.
-                running_module.stop_all()
-                deadline = time.monotonic() + 1.5
-                for thread in running.values():
-                    thread.join(max(0.0, deadline - time.monotonic()))
+                # staging folders (run() removes what is left), so nothing half-written stays.
+                with running_module.signals_held():
+                    running_module.stop_all()
+                    deadline = time.monotonic() + 1.5
+                    for thread in running.values():
+                        thread.join(max(0.0, deadline - time.monotonic()))
                 raise
         self._finish(errors[0] if errors else None)
         return self.report
@@ -520,6 +544,7 @@ def run(
     if settings.noop:
         print_noop(settings, plan, steps)
         return RunReport()
+    check_inputs(settings, plan, steps)
     builds = "build" in steps and not settings.no_build
     if builds:
         # No engine, buildx or QEMU: say so once, before any job.
@@ -527,6 +552,44 @@ def run(
             docker_engine.check_build(arch, engine)
     width = settings.jobs or (_engine_cpus(plan) if builds else 1)
     return Runner(settings, plan, json_report, live).run(steps, width)
+
+
+def check_inputs(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:
+    """Steps run alone (``inv export``, ``repair``, ``push``: no build or pull before them)
+    work on what an earlier run left in each job's work folder. When not one job has
+    anything to work on, say which task to run first, before any job runs and before
+    anything is written (no table, no report). When some have, the run goes on, and the
+    others fail in its table as usual."""
+    if "build" in steps or "pull-existing" in steps:
+        return
+    missing: dict[str, list[Job]] = {}
+    needy = 0
+    for job in plan.jobs:
+        needs_result = "push" in steps or ("export" in steps and job.exports)
+        if not needs_result and "repair" not in steps:
+            continue  # export of a LibreSSL job: nothing to do, nothing needed
+        needy += 1
+        state = job.work.state()
+        if state is State.EMPTY:
+            missing.setdefault("build", []).append(job)
+        elif state is State.BUILT and needs_result and "repair" not in steps:
+            missing.setdefault("repair", []).append(job)
+    if not needy or sum(map(len, missing.values())) < needy:
+        return
+    task, what = ("build", "nothing built") if "build" in missing else ("repair", "built but not repaired")
+    jobs = missing[task]
+    # Name the jobs the user asked for: building them builds their dependencies first.
+    depended = {dep.key for job in jobs for dep in job.depends}
+    tops = [job.target for job in jobs if job.key not in depended] or [jobs[-1].target]
+    also = f" or {'its' if len(tops) == 1 else 'their'} dependencies" if len(tops) < len(jobs) else ""
+    if len(tops) > 3:
+        raise WheelTasksError(
+            f"{what} for any of the {len(tops)} jobs ({', '.join(tops[:3])}, ...){also} in {settings.work_dir}: "
+            f"run `inv {task}` on the same targets first"
+        )
+    raise WheelTasksError(
+        f"{what} for {', '.join(tops)}{also} in {settings.work_dir}: run `inv {task} {','.join(tops)}` first"
+    )
 
 
 def _engine_cpus(plan: Plan) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,7 +17,7 @@ from packaging.version import Version
 
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
-from .recipes import Recipe, load_recipe
+from .recipes import Listing, Recipe, load_recipe, recipes_in
 from .settings import Cross, Kind, Settings, check_python
 from .targets import (
     DEFAULT_SSL,
@@ -86,13 +86,13 @@ def newest_python(settings: Settings) -> str:
 SslModule = Callable[[str], bool]
 
 
-def ssl_modules(settings: Settings) -> SslModule:
+def ssl_modules(settings: Settings, listing: Listing = recipes_in) -> SslModule:
     """Whether a module links an SSL library: it is in SSL_MODULES, or its recipe names
     ``$SSL`` (it links one itself or through a dependency, like paramiko)."""
 
     @functools.cache
     def is_ssl(module: str) -> bool:
-        return module in settings.ssl_modules or load_recipe(settings, module, None).uses_ssl
+        return module in settings.ssl_modules or load_recipe(settings, module, None, listing).uses_ssl
 
     return is_ssl
 
@@ -183,53 +183,85 @@ def check_taggable(module: str, version: Version) -> None:
         )
 
 
+# One expansion asks for the expansions of its dependencies by yielding them (the
+# arguments of a call) and is sent back their wants: the recursion of a dependency chain
+# runs on a list, so a chain deeper than Python's recursion limit plans like any other.
+_Expansion = Generator["_Call", list[_Want], list[_Want]]
+_Call = tuple[Target, tuple[Kind, ...], "tuple[tuple[str, ...], tuple[Arch, ...]] | None", tuple[str, ...]]
+
+
 def _expand(
     settings: Settings,
-    target: Target,
+    targets: Iterable[Target],
     kinds: tuple[Kind, ...],
     notes: list[str],
     depends_of: DependsOf,
     is_ssl: SslModule,
     newest: Callable[[], str],
-    inherited: tuple[tuple[str, ...], tuple[Arch, ...]] | None = None,
-    chain: tuple[str, ...] = (),
 ) -> list[_Want]:
-    target = with_ssl(target, is_ssl)
-    label = str(Target(target.module, target.ssl))
-    if label in chain:
-        raise WheelTasksError(f"dependency cycle in recipes: {' -> '.join((*chain, label))}")
-    pythons = _pythons(settings, target, newest) if inherited is None or target.python else inherited[0]
-    arches = (target.arch,) if target.arch else (inherited[1] if inherited else settings.arch_list)
-    dep_targets = depends_of(target.module, target.ssl)
-    wants: list[_Want] = []
-    for python in pythons:
-        for arch in arches:
-            if target.ssl is not None and settings.excluded(arch, target.ssl):
-                notes.append(f"skipped {label} on {arch.name}: {arch.name}:{target.ssl.value} is excluded (setting EXCLUDE)")
-                continue
-            for kind in kinds:
-                deps = tuple(
-                    w
-                    for dep in dep_targets
-                    for w in _expand(
-                        settings, dep, (kind,), notes, depends_of, is_ssl, newest, ((python,), (arch,)), (*chain, label)
+    """The wants of the targets, each with its dependencies' wants (a recipe's dependency
+    builds for the same Python, arch and kind); a cycle of recipes is an error."""
+
+    def expansion(
+        target: Target,
+        kinds: tuple[Kind, ...],
+        inherited: tuple[tuple[str, ...], tuple[Arch, ...]] | None,
+        chain: tuple[str, ...],
+    ) -> _Expansion:
+        target = with_ssl(target, is_ssl)
+        label = str(Target(target.module, target.ssl))
+        if label in chain:
+            raise WheelTasksError(f"dependency cycle in recipes: {' -> '.join((*chain, label))}")
+        pythons = _pythons(settings, target, newest) if inherited is None or target.python else inherited[0]
+        arches = (target.arch,) if target.arch else (inherited[1] if inherited else settings.arch_list)
+        dep_targets = depends_of(target.module, target.ssl)
+        wants: list[_Want] = []
+        for python in pythons:
+            for arch in arches:
+                if target.ssl is not None and settings.excluded(arch, target.ssl):
+                    notes.append(
+                        f"skipped {label} on {arch.name}: {arch.name}:{target.ssl.value} is excluded (setting EXCLUDE)"
                     )
-                )
-                wants.append(_Want(target.module, target.ssl, target.version, python, arch, kind, deps))
-    return wants
+                    continue
+                for kind in kinds:
+                    deps: list[_Want] = []
+                    for dep in dep_targets:
+                        deps += yield (dep, (kind,), ((python,), (arch,)), (*chain, label))
+                    wants.append(_Want(target.module, target.ssl, target.version, python, arch, kind, tuple(deps)))
+        return wants
+
+    found: list[_Want] = []
+    for target in targets:
+        stack = [expansion(target, kinds, None, ())]
+        result: list[_Want] | None = None
+        while stack:
+            try:
+                call = stack[-1].send(result) if result is not None else next(stack[-1])
+            except StopIteration as done:
+                stack.pop()
+                result = done.value
+                continue
+            stack.append(expansion(*call))
+            result = None
+        assert result is not None
+        found += result
+    return found
 
 
 def _ordered(wants: Iterable[_Want]) -> list[_Want]:
-    """Depth-first: each want's dependencies before it; first occurrence wins."""
+    """Depth-first: each want's dependencies before it; first occurrence wins (on a stack of
+    its own, as :func:`_expand`: a deep chain must not meet the recursion limit)."""
     seen: dict[tuple[object, ...], _Want] = {}
-
-    def visit(want: _Want) -> None:
-        for dep in want.depends:
-            visit(dep)
-        seen.setdefault(want.key, want)
-
-    for want in wants:
-        visit(want)
+    for root in wants:
+        stack: list[tuple[_Want, Iterator[_Want]]] = [(root, iter(root.depends))]
+        while stack:
+            want, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                stack.pop()
+                seen.setdefault(want.key, want)
+            elif dep.key not in seen:  # seen: its dependencies are in already (the same, by key)
+                stack.append((dep, iter(dep.depends)))
     return list(seen.values())
 
 
@@ -267,7 +299,8 @@ def resolve(
     the newest of PYTHON_VERSIONS. ``pin`` names the builder image of each (Python, platform)
     (by digest: builders.pin_all); without it, images are named by BUILDER_IMAGE's tag.
     """
-    is_ssl = ssl_modules(settings)
+    listing = functools.cache(recipes_in)  # each recipe folder listed once per plan
+    is_ssl = ssl_modules(settings, listing)
     targets, default_set = parse_targets(settings, texts, is_ssl)
     kinds = (Kind.SHARED, Kind.NO_SHARED) if both or default_set else settings.kinds
     notes: list[str] = []
@@ -275,13 +308,13 @@ def resolve(
     # A dependency is expanded once per Python, arch and kind: read each recipe once.
     @functools.cache
     def recipe_of(module: str, ssl: SSL | None) -> Recipe:
-        return load_recipe(settings, module, ssl)
+        return load_recipe(settings, module, ssl, listing)
 
     def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
         return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
     newest_once = functools.cache(newest or (lambda: newest_python(settings)))
-    wants = _ordered(w for t in targets for w in _expand(settings, t, kinds, notes, depends_of, is_ssl, newest_once))
+    wants = _ordered(_expand(settings, targets, kinds, notes, depends_of, is_ssl, newest_once))
     versions = _versions(index, wants)
 
     def version_of(want: _Want) -> Version:
@@ -298,7 +331,8 @@ def resolve(
     for want in wants:  # dependencies come first, so their jobs already exist
         version = version_of(want)
         check_taggable(want.module, version)
-        depends = tuple(dict.fromkeys(made[d.key] for d in want.depends))
+        # By key: hashing a Job hashes its dependencies, and theirs, all down the chain.
+        depends = tuple({made[d.key].key: made[d.key] for d in want.depends}.values())
         recipe = recipe_of(want.module, want.ssl)
         route = routes.get(want.arch.platform)
         build_arch = build_arches[want.arch]

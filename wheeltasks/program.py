@@ -5,7 +5,8 @@ c``) and flags before targets (``wheeltasks build --push cffi``): invoke itself 
 word after a flag ambiguous while a positional is missing, so this program moves the
 targets next to their task. It reads the project's ``invoke.yaml`` as ``inv`` does
 (beside the ``tasks.py`` found from the current folder upward, else in the current
-folder), and reports command-line and configuration errors as one line, exit code 2.
+folder), and reports command-line and configuration errors as one line, exit code 2;
+help and lists end quietly (exit 141) when their reader went away.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 from invoke.exceptions import CollectionNotFound, Exit, ParseError
 from invoke.loader import FilesystemLoader
 from invoke.program import Program
-from invoke.util import yaml  # type: ignore[attr-defined]  # invoke vendors PyYAML
 
-from .errors import USER_ERROR
+from . import invoke_edge
+from .errors import BROKEN_PIPE, USER_ERROR
 from .tasks import ns, switch_flags, value_flags
 
 _TASK_NAMES = frozenset(ns.task_names) | {alias for names in ns.task_names.values() for alias in names}
@@ -84,6 +85,17 @@ def parse_error(exc: ParseError) -> Exit:
 class WheelTasksProgram(Program):
     """An invoke Program whose parse and configuration errors are one line and exit 2."""
 
+    safe_config = True  # it loads the project's configuration itself (invoke_edge)
+    # invoke prints help and lists itself: a closed pipe there is exit 141, quietly.
+    print_help = invoke_edge.quiet_pipe(Program.print_help)
+    print_task_help = invoke_edge.quiet_pipe(Program.print_task_help)
+    list_tasks = invoke_edge.quiet_pipe(Program.list_tasks)
+    print_version = invoke_edge.quiet_pipe(Program.print_version)
+
+    def create_config(self) -> None:
+        super().create_config()
+        invoke_edge.guard(self.config)
+
     def parse_core(self, argv: list[str] | None) -> None:
         try:
             super().parse_core(argv)
@@ -94,11 +106,7 @@ class WheelTasksProgram(Program):
         super().parse_collection()
         folder = project_folder(Path(os.getcwd()))
         self.config.set_project_location(str(folder))
-        try:
-            self.config.load_project()
-        except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError) as exc:
-            what = " ".join(str(exc).split())[:300] or type(exc).__name__
-            raise Exit(f"wheeltasks: cannot read the invoke configuration in {folder}: {what}", code=USER_ERROR) from None
+        self.config.load_project()  # checked first (invoke_edge.guard)
 
     def parse_tasks(self) -> None:
         try:
@@ -112,4 +120,15 @@ program = WheelTasksProgram(namespace=ns, name="wheeltasks", binary="wheeltasks"
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv if argv is None else argv)
-    program.run([args[0], *normalise_argv(args[1:])])
+    try:
+        program.run([args[0], *normalise_argv(args[1:])])
+    except BrokenPipeError:  # printed by invoke outside the printers and tasks
+        invoke_edge.closed_pipe()
+        sys.exit(BROKEN_PIPE)
+    finally:
+        # Program.run ends in sys.exit: flush here, so a closed pipe is met here, not at exit.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            invoke_edge.closed_pipe()
+            sys.exit(BROKEN_PIPE)

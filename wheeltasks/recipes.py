@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -57,18 +59,33 @@ def recipe_dirs(settings: Settings) -> tuple[Path, ...]:
     return (settings.scripts_dir, PACKAGE_SCRIPTS)
 
 
-def find_recipe(settings: Settings, module: str, ssl: SSL | None = None) -> Path | None:
-    """The recipe for a module: by its label (with the SSL suffix) first, then by name."""
+Listing = Callable[[Path], Mapping[str, Path]]
+
+
+def recipes_in(folder: Path) -> Mapping[str, Path]:
+    """A folder's recipes by their PEP 503 normalised name; of two alike, the first by name."""
+    found: dict[str, Path] = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.sh"), key=lambda p: p.name):
+            found.setdefault(canonicalize_name(path.stem), path)
+    return found
+
+
+def find_recipe(settings: Settings, module: str, ssl: SSL | None = None, listing: Listing = recipes_in) -> Path | None:
+    """The recipe for a module: by its label (with the SSL suffix) first, then by name.
+
+    ``listing`` lists a folder's recipes; a planner that looks up many modules passes one
+    that lists each folder once (listing it anew for each look-up made a chain of 1,500
+    recipes take minutes to plan).
+    """
     names = [canonicalize_name(module)]
     if ssl is not None:
         names.insert(0, canonicalize_name(module_label(module, ssl)))
     for wanted in names:
         for folder in recipe_dirs(settings):
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.glob("*.sh")):
-                if canonicalize_name(path.stem) == wanted:
-                    return path
+            path = listing(folder).get(wanted)
+            if path is not None:
+                return path
     return None
 
 
@@ -161,12 +178,20 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
     )
 
 
-def load_recipe(settings: Settings, module: str, ssl: SSL | None) -> Recipe:
-    """The job's recipe by the one lookup rule; an empty Recipe when there is none."""
-    path = find_recipe(settings, module, ssl)
+def load_recipe(settings: Settings, module: str, ssl: SSL | None, listing: Listing = recipes_in) -> Recipe:
+    """The job's recipe by the one lookup rule; an empty Recipe when there is none.
+
+    Only a regular file is opened: reading a FIFO would wait for a writer for good, and a
+    device may never end.
+    """
+    path = find_recipe(settings, module, ssl, listing)
     if path is None:
         return Recipe()
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO or a device?)"
+            raise WheelTasksError(f"recipe {path} is {kind}: make it a shell script, or remove it")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WheelTasksError(f"cannot read recipe {path}: {exc}") from None

@@ -18,26 +18,34 @@ the wrong shape is one RemoteError line, never a traceback.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import json
 import math
+import os
 import re
+import shutil
+import stat
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import docker.auth
 import docker.errors
+import docker.utils.config
 import requests
 import requests.auth
 import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
-from . import remote
+from . import remote, running
 from .errors import RemoteError, WheelTasksError
+from .imagenames import DOCKER_HUB_ALIASES
+from .urls import http_url_problem, join, redact
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -49,7 +57,6 @@ IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 # (distribution 2.8 does so for OCI manifests), so always offer all four.
 MANIFEST_ACCEPT = f"{OCI_INDEX}, {OCI_MANIFEST}, {DOCKER_LIST}, {DOCKER_MANIFEST}"
 
-DOCKER_HUB = "docker.io"
 _DOCKER_HUB_API = "registry-1.docker.io"
 PULL = "pull"
 PUSH = "pull,push"
@@ -161,22 +168,102 @@ def _error_codes(answer: Answer) -> set[str]:
     return {str(e.get("code")) for e in _errors(answer)}
 
 
-def docker_credentials(registry: str, config_path: str | None = None) -> tuple[str, str]:
-    """(username, password) for ``registry`` from the Docker config (and its credential helpers)."""
+def docker_credentials(registry: str, config_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str]:
+    """(username, password) for ``registry`` from the Docker config and its credential helpers.
+
+    docker-py reads the config (``docker.auth``); the helper it names runs here, not through
+    docker-py's credential store, which waits for it without end and lets its stderr (which
+    may quote a secret) reach ours: it gets ``timeout`` seconds, and its output is captured
+    and never shown. A config that is not a regular file, or that docker-py cannot read
+    (an ``auth`` that is not base64 of user:password, a JSON list), is one line.
+    """
+    located = docker.utils.config.find_config_file(config_path)
+    path = os.fsdecode(located) if isinstance(located, (str, bytes, os.PathLike)) else None
+    fix = "fix or remove it, or set REGISTRY_USERNAME/REGISTRY_PASSWORD"
+    if path is not None:
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError as exc:
+            raise WheelTasksError(f"cannot read the Docker config {path} ({exc.strerror}): {fix}") from None
+        if not regular:  # a FIFO would block the read for good
+            raise WheelTasksError(f"the Docker config {path} is not a regular file: {fix}")
     try:
-        config = docker.auth.load_config(config_path=config_path)
-        entry = docker.auth.resolve_authconfig(config, registry=registry)
-    except docker.errors.DockerException as exc:
-        # The helper's own message may quote its output; keep only the type.
-        raise WheelTasksError(
-            f"the Docker credential helper failed for registry {registry} ({type(exc).__name__}): "
-            "check `docker login` or set REGISTRY_USERNAME/REGISTRY_PASSWORD"
-        ) from None
-    if not entry:
+        config = docker.auth.load_config(config_path=path) if path else docker.auth.AuthConfig({})
+        helper = config.get_credential_store(registry)
+        auths = docker.auth.AuthConfig({"auths": dict(config.auths)})
+    except (docker.errors.DockerException, ValueError, TypeError, AttributeError, KeyError) as exc:
+        # ValueError: binascii.Error and UnicodeDecodeError of an "auth"; the others: wrong shapes.
+        raise WheelTasksError(f"cannot read the Docker config {path} ({type(exc).__name__}): {fix}") from None
+    if isinstance(helper, str) and helper:
+        from_helper = _helper_credentials(helper, registry, timeout)
+        if from_helper is not None:
+            return from_helper
+    try:
+        entry = docker.auth.resolve_authconfig(auths, registry=registry)
+    except (docker.errors.DockerException, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise WheelTasksError(f"cannot read the Docker config {path} ({type(exc).__name__}): {fix}") from None
+    if not isinstance(entry, dict):
         return "", ""
     username = entry.get("Username") or entry.get("username") or ""
     password = entry.get("Password") or entry.get("password") or ""
     return str(username), str(password)
+
+
+def _helper_credentials(name: str, registry: str, timeout: float) -> tuple[str, str] | None:
+    """What ``docker-credential-<name> get`` answers for ``registry`` (None: it has none),
+    within ``timeout`` seconds; its stderr is read, never shown."""
+    program = f"docker-credential-{name}"
+    fix = f"check `docker login {registry}` and the helper, or set REGISTRY_USERNAME/REGISTRY_PASSWORD"
+    executable = shutil.which(program)
+    if executable is None:
+        raise WheelTasksError(
+            f"the Docker credential helper {program} (named in the Docker config) is not installed: {fix}"
+        )
+    # The protocol's server name: Docker Hub's is its v1 index URL (as the docker CLI asks).
+    server = docker.auth.INDEX_URL if registry in DOCKER_HUB_ALIASES else registry
+    try:
+        process = running.start(
+            [executable, "get"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise WheelTasksError(f"the Docker credential helper {program} could not start ({exc.strerror}): {fix}") from None
+    try:
+        with running.process(process):
+            out, _ = process.communicate(server.encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _end(process)
+        raise WheelTasksError(
+            f"the Docker credential helper {program} did not answer within {timeout:g} s (REMOTE_TIMEOUT) "
+            f"for registry {registry}: stopped it; {fix}"
+        ) from None
+    except BaseException:
+        _end(process)
+        raise
+    if process.returncode != 0:
+        if b"credentials not found" in out:
+            return None
+        raise WheelTasksError(
+            f"the Docker credential helper {program} failed (exit {process.returncode}) for registry {registry}: {fix}"
+        )
+    answer = json_or_none(out)
+    if not isinstance(answer, dict) or not all(isinstance(answer.get(k, ""), str) for k in ("Username", "Secret")):
+        raise WheelTasksError(f"the Docker credential helper {program} answered something that is not credentials: {fix}")
+    username, secret = answer.get("Username", ""), answer.get("Secret", "")
+    if username == docker.auth.TOKEN_USERNAME:
+        return "", ""  # an identity token, which this client does not use (as before: docker-py's IdentityToken)
+    return (username, secret) if username or secret else None
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Kill a helper and all it started (its process group), and close its pipes unread: a
+    child that outlived it must not keep us reading."""
+    running.kill(process)
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        process.wait(5)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 class _Token(NamedTuple):
@@ -219,9 +306,9 @@ class RegistryClient:
         self.max_tag_pages = max_tag_pages
         self._sleep = sleep
         if not username and not password:
-            username, password = docker_credentials(registry, docker_config)
+            username, password = docker_credentials(registry, docker_config, timeout)
         self._credentials = (username, password) if username or password else None
-        self._session = requests.Session()
+        self._session = remote.Session()
         self._session.verify = ca_bundle or True
         self._base: str | None = None
         self._scheme = ""  # "basic" or "bearer" once the registry has told us
@@ -237,13 +324,19 @@ class RegistryClient:
     # ---- operations -------------------------------------------------------------------
 
     def tags(self, repo: str, page_size: int = 100) -> list[str]:
-        """Every tag of ``repo`` (following ``Link`` pages); [] when the repository is unknown."""
+        """Every tag of ``repo`` (following ``Link`` pages); [] when the repository is unknown.
+
+        The listing is one operation: all its pages together end by one deadline.
+        """
         target = f"/v2/{repo}/tags/list"
         params: dict[str, str] | None = {"n": str(page_size)}
         tags: list[str] = []
         seen: set[str] = set()
+        deadline = remote.Deadline(self.timeout)
         for _ in range(self.max_tag_pages):
-            answer = self._request("GET", repo, target, PULL, "list the tags of", params=params, limit=TAG_PAGE_LIMIT)
+            answer = self._request(
+                "GET", repo, target, PULL, "list the tags of", params=params, limit=TAG_PAGE_LIMIT, deadline=deadline
+            )
             if answer.status == 404:
                 return tags
             self._check(answer, repo, "list the tags of")
@@ -251,7 +344,7 @@ class RegistryClient:
             following = answer.links.get("next", {}).get("url")
             if not following:
                 return tags
-            target = self._same_origin(urljoin(answer.url, following), repo)
+            target = self._same_origin(self._joined(answer, following, f"a tag page link of {repo}"), repo)
             if target in seen:
                 raise RemoteError(
                     f"registry {self.registry} sent tag pages of {repo} whose Link leads back to an earlier page: "
@@ -444,7 +537,18 @@ class RegistryClient:
                 f"registry {self.registry} gave no upload location for {repo}: it does not follow the OCI "
                 "distribution API; use another registry"
             )
-        return urljoin(answer.url, location)
+        return self._joined(answer, location, f"an upload location for {repo}")
+
+    def _joined(self, answer: Answer, reference: str, what: str) -> str:
+        """A URL the registry sent (a Link, a Location), resolved; one line if it is no URL
+        to follow (the reason never quotes it: a signed URL carries secrets)."""
+        try:
+            return join(answer.url, reference)
+        except ValueError as exc:
+            raise RemoteError(
+                f"registry {self.registry} sent {what} that cannot be followed ({exc}): "
+                "report it to the registry's operators"
+            ) from None
 
     def _manifest_path(self, repo: str, ref: str) -> str:
         return f"/v2/{repo}/manifests/{ref}"
@@ -453,12 +557,16 @@ class RegistryClient:
 
     @property
     def base_url(self) -> str:
+        return self._base_url(remote.Deadline(self.timeout))
+
+    def _base_url(self, deadline: remote.Deadline) -> str:
         if self._base is None:
-            self._base = self._probe_scheme(remote.Deadline(min(self.timeout, _PROBE_SECONDS)))
+            probe = remote.Deadline(max(0.0, min(deadline.remaining(), _PROBE_SECONDS)))
+            self._base = self._probe_scheme(probe)
         return self._base
 
     def _api_host(self) -> str:
-        return _DOCKER_HUB_API if self.registry in (DOCKER_HUB, "index.docker.io") else self.registry
+        return _DOCKER_HUB_API if self.registry in DOCKER_HUB_ALIASES else self.registry
 
     def _probe_scheme(self, deadline: remote.Deadline) -> str:
         """HTTPS; a loopback registry falls back to HTTP when HTTPS fails, as Docker does."""
@@ -491,12 +599,14 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         limit: int = ERROR_BODY_LIMIT,
         sink: BinaryIO | None = None,
+        deadline: remote.Deadline | None = None,
     ) -> Answer:
-        """Send with auth, all within one deadline; retry 5xx/connection errors with backoff
-        and 429 after Retry-After. ``target`` is a path on the registry or a URL it sent."""
-        deadline = remote.Deadline(self.timeout)
+        """Send with auth, all within one deadline (the operation's, when it is one of
+        several requests); retry 5xx/connection errors with backoff and 429 after
+        Retry-After. ``target`` is a path on the registry or a URL it sent."""
+        deadline = deadline or remote.Deadline(self.timeout)
         try:
-            url = target if "://" in target else self.base_url + target
+            url = target if "://" in target else self._base_url(deadline) + target
             call = _Call(method, url, params, data, headers, limit, sink)
             return self._send(call, repo, actions, deadline)
         except remote.DeadlineExceeded:
@@ -579,7 +689,11 @@ class RegistryClient:
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as exc:  # fmt: skip
             raise _Unreachable(type(exc).__name__) from None
-        except requests.RequestException as exc:  # a redirect loop, a Location that is no URL...
+        except remote.BadRedirect as exc:
+            raise RemoteError(
+                f"registry {self.registry} sent {exc} for {urlsplit(call.url).path}: check the registry"
+            ) from None
+        except (requests.RequestException, ValueError) as exc:  # a redirect loop, a Location that is no URL...
             raise RemoteError(
                 f"registry {self.registry} sent an answer that cannot be followed ({type(exc).__name__}) "
                 f"for {urlsplit(call.url).path}: check the registry"
@@ -622,13 +736,14 @@ class RegistryClient:
 
     def _check_realm(self, realm: str) -> None:
         """The token service gets the credentials: only over https, or http on loopback."""
-        parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = http_url_problem(realm)
+        if problem:
             raise RemoteError(
                 f"registry {self.registry} names a token service that is not an http(s) URL "
-                f"({realm[:100]!r}): check the registry's auth configuration"
+                f"({redact(realm)[:100]!r}: {problem}): check the registry's auth configuration"
             )
-        if parts.scheme == "http" and self._credentials and not is_loopback(parts.hostname):
+        parts = urlsplit(realm)
+        if parts.scheme == "http" and self._credentials and not is_loopback(parts.hostname or ""):
             raise WheelTasksError(
                 f"registry {self.registry} wants the credentials sent to its token service {parts.hostname} over "
                 "plain http: not sending them unencrypted; configure an https token realm on the registry"

@@ -18,8 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urljoin
 
 import requests
+
+from .urls import http_url_problem
 
 T = TypeVar("T")
 
@@ -43,6 +46,33 @@ class TooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"more than {limit} bytes")
         self.limit = limit
+
+
+class BadRedirect(requests.RequestException):
+    """A server redirected to a URL that is not http(s), or that urllib and requests read
+    differently (``file:``, ``http://[::1/``): a remote failure, never followed."""
+
+
+class Session(requests.Session):
+    """A requests Session that follows only redirects to http(s) URLs both parsers read alike.
+
+    requests would raise InvalidSchema for a ``file:`` redirect (which looks like a bad
+    URL of the user's) and ValueError for one it cannot parse; the clients report a
+    BadRedirect as the server's fault instead. The reason never quotes the URL.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None:
+            return None
+        try:
+            resolved = urljoin(resp.url, target)
+        except ValueError:
+            resolved = target
+        problem = http_url_problem(resolved)
+        if problem:
+            raise BadRedirect(f"a redirect to a URL that cannot be followed: {problem}")
+        return target
 
 
 class Deadline:

@@ -1,6 +1,12 @@
 """What runs on behalf of this process (build subprocesses, containers), so that Ctrl-C
 stops all of it: with several jobs at once only the main thread sees the interrupt,
-while the builds run in worker threads and the containers in the engine."""
+while the builds run in worker threads and the containers in the engine.
+
+SIGTERM and SIGHUP stop a task the same way (:func:`stop_signals`): they raise
+:class:`~wheeltasks.errors.Stopped`, a KeyboardInterrupt, in the main thread. Once one
+of the three arrived, the others are ignored until the task has cleaned up, so a
+second Ctrl-C cannot cut the clean-up short (it lasts seconds: see :func:`stop_all`).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,70 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
+
+from .errors import Stopped
 
 _lock = threading.Lock()
 _processes: set[subprocess.Popen[Any]] = set()
 _containers: dict[str, Any] = {}
 cancelled = threading.Event()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """For the length of a task (in the main thread): SIGINT raises KeyboardInterrupt and
+    SIGTERM/SIGHUP raise Stopped, the first of them only; the later ones are ignored while
+    the first one's clean-up runs. A signal that was ignored when the task began (``nohup``
+    ignores SIGHUP) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return  # already stopping: let the clean-up finish
+        stopping.set()
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+    previous = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) in (signal.SIG_IGN, None):
+            continue
+        previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """For a clean-up that must not be cut short, where :func:`stop_signals` may not be in
+    force (the pipeline run as a library): Ctrl-C, SIGTERM and SIGHUP are ignored meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler in (signal.SIG_IGN, None):
+            continue
+        previous[signum] = signal.signal(signum, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def reset() -> None:
+    """A new run starts: nothing is being stopped (an earlier run in this process may have been)."""
+    cancelled.clear()
 
 
 def start(command: list[str], **kwargs: Any) -> subprocess.Popen[Any]:

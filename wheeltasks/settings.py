@@ -12,18 +12,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import os
 import re
+import stat
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
 from .errors import WheelTasksError
+from .imagenames import DOCKER_HUB, split_host
 from .targets import ARCH_NAMES, SSL, Arch, get_arch
+from .urls import NOT_HTTP, ambiguity, http_url_problem, redact
 
 
 class Kind(enum.Enum):
@@ -112,11 +116,13 @@ class Repository:
         return f"{self}:{tag}"
 
 
-DOCKER_HUB = "docker.io"
 _HOST_RE = re.compile(
     r"(?:localhost|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
     r"(?::(?P<port>\d{1,5}))?"
 )
+# What may stand in an image tag (Docker's tag grammar, which also allows an empty word here:
+# the template python:{python}-alpine{alpine} then names python:3.12-alpine).
+_TAG_WORD_RE = re.compile(r"[A-Za-z0-9_.-]{0,128}")
 # A path component of a repository name (OCI distribution spec).
 _PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 
@@ -137,14 +143,11 @@ def parse_registry(text: str) -> tuple[str, str]:
     shape = "host[:port]/namespace, e.g. ghcr.io/me or 127.0.0.1:5000/me"
     if "://" in value:
         raise WheelTasksError(f"WHEELS_REGISTRY={text!r} is a URL; write it as {shape} (no scheme)")
-    first, sep, rest = value.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        host, namespace = first, rest
+    host, namespace = split_host(value)
+    if host != DOCKER_HUB or value.startswith(DOCKER_HUB + "/"):
         m = _HOST_RE.fullmatch(host)
         if m is None or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
             raise WheelTasksError(f"WHEELS_REGISTRY={text!r}: {host!r} is not a valid host[:port]; write {shape}")
-    else:
-        host, namespace = DOCKER_HUB, value
     if not namespace or not all(_PATH_COMPONENT_RE.fullmatch(part) for part in namespace.split("/")):
         raise WheelTasksError(
             f"WHEELS_REGISTRY={text!r} is not {shape}: the namespace needs lower-case letters, digits and . _ -"
@@ -153,20 +156,28 @@ def parse_registry(text: str) -> tuple[str, str]:
 
 
 def check_index_url(url: str) -> None:
-    """An index must be an http(s) URL with a host (and a valid port)."""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        raise WheelTasksError(f"PYPI_INDEX has an invalid port: {_redacted(url)!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """An index must be an http(s) URL with a host (and a valid port) that urllib, requests and
+    pip all read the same way, with no query: pip appends the project to the path.
+
+    Every message shows the URL redacted (see :mod:`wheeltasks.urls`), never its secrets.
+    """
+    shown = redact(url)
+    reason = ambiguity(url)
+    if reason:
+        raise WheelTasksError(f"PYPI_INDEX={shown!r} cannot be split into credentials and host: {reason}")
+    problem = http_url_problem(url)
+    if problem == NOT_HTTP:
         raise WheelTasksError(
-            f"PYPI_INDEX={_redacted(url)!r} is not an http(s) URL of a simple index (like https://host/simple/)"
+            f"PYPI_INDEX={shown!r} is not an http(s) URL of a simple index (like https://host/simple/)"
         )
-
-
-def _redacted(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", url)
+    if problem:
+        raise WheelTasksError(f"PYPI_INDEX={shown!r} is not a usable URL: {problem}")
+    if "?" in url or "#" in url:
+        raise WheelTasksError(
+            f"PYPI_INDEX={shown!r} has a query or fragment (?... or #...), which a simple index cannot have "
+            "(pip appends the project to the path); put a token in the credentials instead "
+            "(https://__token__:TOKEN@host/simple/)"
+        )
 
 
 def check_python(text: str, what: str) -> str:
@@ -336,6 +347,7 @@ class Option:
     env_name: str = ""  # default: the field in upper case
     flag_name: str | None = None  # default: the field with dashes; "" for no flag (secrets)
     default_text: str = ""  # the default in words, when it is not the field's own default
+    maximum: float = math.inf  # the largest value of a number
 
     @property
     def env(self) -> str:
@@ -379,7 +391,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("shared", "build shared wheels (auditwheel-repaired, musllinux_1_2_*); the default kind"),
     Option("no_shared", "build no-shared wheels (linux_*, linking the system libraries)"),
     Option("build_both", "build both kinds", flag_name="both"),
-    Option("clean_cache", "drop cached index look-ups first (they are kept 24 h)"),
+    Option("clean_cache", "drop cached look-ups first (index pages and builder Pythons, kept 24 h)"),
     Option("force", "let export replace a different file of the same name in wheels/", env_name="WHEELS_FORCE"),
     Option("fail_fast", "stop the run at the first failed job (else the others go on and the run ends with a table)"),
     Option("pypi_index", "simple index for pip and version look-ups", default_text="PIP_INDEX_URL, else pip's own"),
@@ -400,7 +412,13 @@ OPTIONS: tuple[Option, ...] = (
         "builders", "buildx builder per platform (linux/arm64=arm-node,linux/amd64=default), or one builder's name",
         default_text="buildx's current builder",
     ),
-    Option("remote_timeout", "seconds one remote operation (index page, registry request) may take in all"),
+    # At most a day: a deadline goes to the operating system's timers, which refuse 1e308.
+    Option(
+        "remote_timeout",
+        "seconds one remote operation (an index page, a registry request, a whole tag listing, "
+        "a credential helper) may take in all",
+        maximum=24 * 3600.0,
+    ),
     Option("max_index_page_mb", "largest index page read, in MiB"),
     Option("max_layer_mb", "largest wheel image layer pulled, in MiB (unpacked)"),
     Option("modules", "the modules of all/check/update", env_name="DEFAULT_MODULES"),
@@ -462,8 +480,11 @@ def _coerce(name: str, value: Any) -> Any:
             raise WheelTasksError(f"{label}={value!r} is not one of: {choices}") from None
     if isinstance(default, (int, float)):
         number = _number(value, type(default), label)
-        if number <= 0:
-            raise WheelTasksError(f"{label}={value!r} must be greater than 0")
+        if not math.isfinite(number) or number <= 0:
+            raise WheelTasksError(f"{label}={value!r} must be a finite number greater than 0")
+        maximum = OPTION_BY_FIELD[name].maximum
+        if number > maximum:
+            raise WheelTasksError(f"{label}={value!r} is more than {maximum:g}, the largest it may be")
         return number
     return str(value)
 
@@ -473,12 +494,13 @@ def _number(value: Any, kind: type[int] | type[float], label: str) -> int | floa
         raise WheelTasksError(f"{label}={value!r} is not a number")
     try:
         return kind(str(value).strip())
-    except ValueError:
+    except (ValueError, OverflowError):
         raise WheelTasksError(f"{label}={value!r} is not {'a whole number' if kind is int else 'a number'}") from None
 
 
 def _validate(settings: Settings) -> None:
     """What a bad value would otherwise turn into a traceback later: say it now."""
+    _check_control_characters(settings)
     if settings.pypi_index:
         check_index_url(settings.pypi_index)
     if settings.wheels_registry:
@@ -486,6 +508,11 @@ def _validate(settings: Settings) -> None:
     for repo in (settings.shared_repo, settings.no_shared_repo):
         if not all(_PATH_COMPONENT_RE.fullmatch(part) for part in repo.split("/")):
             raise WheelTasksError(f"repository name {repo!r} must be lower-case letters, digits and . _ - (SHARED_REPO/NO_SHARED_REPO)")
+    if not _TAG_WORD_RE.fullmatch(settings.alpine_version):
+        raise WheelTasksError(
+            f"ALPINE_VERSION={settings.alpine_version!r} is not a word an image tag may hold "
+            "(letters, digits and . _ -, at most 128), e.g. 3.22"
+        )
     try:
         image = settings.builder_image.format(python="3.12", alpine=settings.alpine_version)
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
@@ -511,7 +538,36 @@ def _validate(settings: Settings) -> None:
         path: Path = getattr(settings, name)
         if path.exists() and not path.is_dir():
             raise WheelTasksError(f"{OPTION_BY_FIELD[name].env}={path} is a file, not a folder: remove it or choose another")
-    if settings.ca_bundle and not Path(settings.ca_bundle).expanduser().is_file():
-        raise WheelTasksError(
-            f"CA bundle {settings.ca_bundle} does not exist: set CA_BUNDLE to a PEM file or to an empty value"
-        )
+    if settings.ca_bundle:
+        _check_ca_bundle(Path(settings.ca_bundle).expanduser())
+
+
+def _check_ca_bundle(path: Path) -> None:
+    fix = "set CA_BUNDLE to a PEM file or to an empty value"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise WheelTasksError(f"CA bundle {path} does not exist: {fix}") from None
+    except OSError as exc:
+        raise WheelTasksError(f"CA bundle {path} cannot be read ({exc.strerror}): {fix}") from None
+    if stat.S_ISDIR(mode):
+        raise WheelTasksError(f"CA bundle {path} is a folder, not a file: {fix}")
+    if not stat.S_ISREG(mode):
+        raise WheelTasksError(f"CA bundle {path} is not a regular file (a FIFO or a device?): {fix}")
+
+
+def _check_control_characters(settings: Settings) -> None:
+    """Text settings go into URLs, headers, image names and command lines, where a CR, LF or
+    other control character would split or smuggle something: refuse them, and show only
+    the character and its place (the value may be a secret)."""
+    for option in OPTIONS:
+        value = getattr(settings, option.field)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if not isinstance(item, str):
+                continue
+            for at, char in enumerate(item):
+                if unicodedata.category(char) == "Cc":
+                    raise WheelTasksError(
+                        f"{option.env} holds a control character ({char!r} at position {at}): remove it"
+                    )

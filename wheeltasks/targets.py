@@ -21,7 +21,8 @@ defined for names that end in digits (``jinja2``, ``ed25519``, ``py7zr``):
 Formatting writes the version directly after the name only where rule 2 reads it back.
 
 After the version come only ``-pyall`` or ``-py<major>.<minor>``, then ``-<arch>`` (a
-name or alias, any case); anything else there is an error. Without a version, the name
+name or alias, any case); anything else there is an error, ``-py3.11.2`` (a patch
+release) included, wherever it stands. Without a version, the name
 runs until the first such suffix. ``-openssl``/``-libressl`` ends the name, right before
 the version.
 """
@@ -243,6 +244,10 @@ def get_arch(text: str) -> Arch:
 PYALL = "all"
 
 _PYTHON_RE = re.compile(r"py(?P<python>all|\d+\.\d+)", re.IGNORECASE)
+# A Python suffix written with a patch number or more (-py3.11.2), or with the major only
+# followed by a dot: not a target's Python (major.minor), and not to be read as a module
+# named "...-py" of version 3.11.2 either.
+_PYTHON_LIKE_RE = re.compile(r"py\d+(?:\.\d+){2,}", re.IGNORECASE)
 # Characters a version written inside a target may use (tag-safe PEP 440, no local part).
 _VERSION_CHARS_RE = re.compile(r"[0-9A-Za-z.!]+")
 _DOTTED_RE = re.compile(r"\d+(?:![0-9]+)?\.")
@@ -324,6 +329,8 @@ def parse_target(text: str) -> Target:
     i = 0
     while i < len(parts):
         segment = parts[i]
+        if i > 0 and _PYTHON_LIKE_RE.fullmatch(segment):
+            raise _python_with_patch(raw, segment)
         if i > 0 and (_PYTHON_RE.fullmatch(segment) or find_arch(segment)):
             break
         i += 1
@@ -341,6 +348,8 @@ def parse_target(text: str) -> Target:
     arch = find_arch(rest[0]) if rest else None
     if arch is not None:
         rest = rest[1:]
+    if rest and _PYTHON_LIKE_RE.fullmatch(rest[0]):
+        raise _python_with_patch(raw, rest[0])
     if rest:
         raise WheelTasksError(
             f"{raw!r}: unexpected {'-'.join(rest)!r}; after the version come only -py<X.Y> or -pyall, "
@@ -368,6 +377,14 @@ def parse_target(text: str) -> Target:
             f"{raw!r}: versions with an epoch (N!) cannot be written into an image tag; pin another version"
         )
     return Target(module, ssl, version, python, arch)
+
+
+def _python_with_patch(raw: str, segment: str) -> WheelTasksError:
+    minor = ".".join(segment[2:].split(".")[:2])
+    return WheelTasksError(
+        f"{raw!r}: -{segment} names a patch release; a target's Python is major.minor (-py{minor}): "
+        "the builder image brings its newest patch release"
+    )
 
 
 def _check_name_reads_back(raw: str, module: str) -> None:
@@ -403,8 +420,11 @@ def join_version(label: str, version: Version | None) -> str:
         return label
     # Written together only where rule 2 of the module docstring reads it back, and where
     # the last part does not then read as a suffix (``foo-py`` + ``3.12`` is not ``-py3.12``).
+    # Nor as a Python with a patch number (``foo-py`` + ``3.11.2``), which parsing refuses
+    # after the first part.
     last = f"{label.rsplit('-', 1)[-1]}{version}"
-    together = label[-1].isalpha() and _DOTTED_RE.match(str(version)) and not _is_suffix(last)
+    python_like = "-" in label and _PYTHON_LIKE_RE.fullmatch(last)
+    together = label[-1].isalpha() and _DOTTED_RE.match(str(version)) and not _is_suffix(last) and not python_like
     return f"{label}{'' if together else '_'}{version}"
 
 

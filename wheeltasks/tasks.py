@@ -20,10 +20,11 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline
+from . import builders, console, engines, pipeline, running
 from . import check as check_mod
-from .errors import INTERRUPTED, WheelTasksError
+from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient, clear_cache
+from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
 from .settings import Option, Settings, options_for
 
@@ -77,7 +78,8 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
     """Make ``func(settings, ...)`` an invoke task that takes its settings as flags.
 
     This is the one place where project errors become ``Exit``: one line, no traceback,
-    the error's exit code (see ``errors.py``); Ctrl-C exits 130.
+    the error's exit code (see ``errors.py``); Ctrl-C exits 130, SIGTERM 143 and SIGHUP
+    129, each after the same clean-up (``running.stop_signals``).
     """
     own = list(inspect.signature(func).parameters.values())[1:]
     options = _flag_options(name)
@@ -89,16 +91,17 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
         flags = {by_flag[k].field: kwargs.pop(k) or None for k in list(kwargs) if k in by_flag}
         console.show_warnings()
         try:
-            return func(load_settings(c, flags), **kwargs)
+            with running.stop_signals():
+                return func(load_settings(c, flags), **kwargs)
         except WheelTasksError as exc:
             raise Exit(f"wheeltasks: {exc}", code=exc.exit_code) from None
+        except Stopped as exc:
+            raise Exit(f"wheeltasks: {exc.message}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("wheeltasks: interrupted", code=INTERRUPTED) from None
         except BrokenPipeError:
             # The reader went away (`wheeltasks resolve all --json | head`): stop quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise Exit(code=141) from None
+            raise closed_pipe() from None
 
     keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
     params = [inspect.Parameter("c", keyword), *own]
@@ -154,9 +157,13 @@ def plan_for(
     index: IndexClient | None = None,
     both: bool = False,
     build: bool = True,
+    route: bool = True,
 ) -> Plan:
+    """The plan of the targets; ``build``: the run builds (no engine is an error then);
+    ``route``: the steps need to know where a job builds (pull-existing, export and push
+    do not: they run without an engine or buildx, and without asking for them)."""
     texts = [targets] if isinstance(targets, str) else list(targets)
-    router = routes(settings, strict=build and not settings.noop)
+    router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
                    newest=lambda: builders.newest_python(settings),
                    pin=lambda wanted: builders.pin_all(settings, wanted))
@@ -216,7 +223,7 @@ def _update(settings: Settings, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None:
     """Fetch existing wheel images: the target's own and its dependencies'."""
-    run_plan(settings, plan_for(settings, targets), ("pull-existing",), json)
+    run_plan(settings, plan_for(settings, targets, route=False), ("pull-existing",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
@@ -234,13 +241,13 @@ def _repair(settings: Settings, targets: str, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _export(settings: Settings, targets: str, json: bool = False) -> None:
     """Copy the repaired wheels into wheels/<arch>/ (atomically; OpenSSL builds only)."""
-    run_plan(settings, plan_for(settings, targets), ("export",), json)
+    run_plan(settings, plan_for(settings, targets, route=False), ("export",), json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _push(settings: Settings, targets: str, json: bool = False) -> None:
     """Push the repaired wheels as multi-platform wheel images."""
-    run_plan(settings, plan_for(settings, targets), ("push",), json)
+    run_plan(settings, plan_for(settings, targets, route=False), ("push",), json)
 
 
 @helps(json=REPORT_HELP)
@@ -263,9 +270,10 @@ def _engines(settings: Settings, json: bool = False) -> None:
 
 
 def _clean_cache(settings: Settings) -> None:
-    """Drop cached index look-ups (the same as CLEAN_CACHE=1)."""
-    removed = clear_cache(settings)
-    console.note(f"cleared the index cache: {', '.join(map(str, removed)) or 'it was empty'}")
+    """Drop every cached look-up: index pages and the builder images' Pythons (CLEAN_CACHE=1
+    ignores them for one run)."""
+    removed = [*clear_cache(settings), *builders.clear_cache(settings)]
+    console.note(f"cleared the cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
 
 ns = Collection(

@@ -20,7 +20,10 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import running
 from .files import clear, copy_atomic, wheels_in
+
+STAGING_SUFFIX = ".partial"
 
 
 class State(enum.Enum):
@@ -105,8 +108,14 @@ class WorkDir:
         return self.root / "check.log"
 
     def staging(self, name: str) -> Path:
-        """A fresh, empty ``<name>.partial`` folder for a step's output."""
-        folder = self.root / f"{name}.partial"
+        """A fresh, empty ``<name>.partial`` folder for a step's output.
+
+        Refused (KeyboardInterrupt) once the run is being stopped: a worker thread that
+        Ctrl-C does not reach would otherwise start a step after the clean-up.
+        """
+        if running.cancelled.is_set():
+            raise KeyboardInterrupt
+        folder = self.root / f"{name}{STAGING_SUFFIX}"
         clear(folder)
         folder.mkdir(parents=True)
         return folder
@@ -137,6 +146,13 @@ class WorkDir:
 
     def discard(self, staging: Path) -> None:
         clear(staging)
+
+    def discard_staging(self) -> None:
+        """Remove every staging folder (``*.partial``, with the pulls' ``.pull-*`` inside): a
+        stopped run's steps may not all have got to discard their own."""
+        if self.root.is_dir():
+            for folder in self.root.glob(f"*{STAGING_SUFFIX}"):
+                clear(folder)
 
     def offer_imports(self, wheels: list[Path]) -> None:
         """Add wheels to ``imports/`` (each written whole; those present are kept)."""
