@@ -464,7 +464,7 @@ def test_a_builder_pull_carries_the_docker_login_credentials(tmp_path: Path, mon
     import base64
     import json
 
-    from wheeltasks.repair import ensure_image
+    from wheeltasks.containers import ensure_image
 
     (tmp_path / "config.json").write_text(json.dumps(
         {"auths": {"127.0.0.1:5000": {"auth": base64.b64encode(b"me:pull-pw").decode()}}}))
@@ -481,7 +481,7 @@ def test_a_hanging_credential_helper_does_not_hold_up_a_builder_pull(
     import json
     import time
 
-    from wheeltasks.repair import ensure_image
+    from wheeltasks.containers import ensure_image
 
     helper = tmp_path / "docker-credential-wthang"
     helper.write_text("#!/bin/sh\nsleep 300\n")
