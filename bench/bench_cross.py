@@ -1,26 +1,30 @@
-"""Benchmark: cross-compiling a foreign architecture vs emulating it, against native.
+"""Benchmark: a whole foreign job, cross-compiled or emulated, against the same job native.
 
     python bench/bench_cross.py
 
-The same C extensions, compiled from source (NO_BINARY): psutil from the public index and
-the fixture package wtzlib (zlib and libffi), for
+The same C extensions, compiled from source (NO_BINARY): psutil and the fixture package
+wtzlib (zlib and libffi), both served by a pypiserver on 127.0.0.1 (psutil's sdist and the
+build back-ends fetched once, so no builder needs TLS), for
 
-  amd64 native      the baseline
-  arm64 emulated    CROSS=never: the arm64 builder under QEMU
-  arm64 cross       CROSS=always: zig on amd64 against the arm64 builder's root
+  amd64 native              the baseline
+  arm64/armv7 cross         CROSS=always: zig on amd64 against the target builder's root,
+                            repaired on the build platform, only the import emulated
+  arm64/armv7 emulated      CROSS=never: the target's builder under QEMU
 
-on the fixture builders (tests/fixtures/builders), two ways:
+on the fixture builders (tests/fixtures/builders), three ways:
 
-  compile   the builders' set-up and the cross toolchain ready (as for every job but the
-            first of a run), the module compiled again: a recipe makes each measured build
-            new and turns off ccache, pip's cache and zig's object cache
-  cold      BUILD_NO_CACHE: every stage again, the builders' set-up (and the cross
-            toolchain: ziglang, crossenv) included
+  warm      the builders' set-up and the cross toolchain ready (every job of a run but the
+            first of its platform): a recipe makes each measured build new and turns off
+            ccache, pip's cache and zig's object cache, so the module is compiled
+  no-cache  BUILD_NO_CACHE=1, as a user asks for a rebuild: the module is compiled again,
+            the set-up and toolchain layers are kept
+  new engine  after `docker builder prune -af`: every layer and cache mount gone (the
+            first job of a platform on a new engine: the cross toolchain, zig's runtime for
+            the target and every download made again; the native set-up too)
 
-The ratios are of the build step (from each run's JSON report) against amd64 native;
-repair and the import check, which run on the target platform under QEMU in every mode,
-are shown apart. Last, the tool's own overhead: a whole `wheeltasks build` (planning,
-checks, context, buildx) against the same `docker buildx build` written by hand. Writes
+For each: every step's time and the whole job's (the run report's), and the whole job's
+ratio against amd64 native the same way. Last, the tool's own overhead: a whole `wheeltasks
+build` against the same `docker buildx build` written by hand. Writes
 bench/results/cross.{txt,json}. Needs `bash .ci/services.sh`.
 """
 
@@ -38,28 +42,35 @@ from pathlib import Path
 
 from common import ROOT, Run, builder_images, project, run, save
 
-from wheeltasks.index import pip_default_index
-
+PSUTIL = "7.1.3"
 MODES: dict[str, tuple[str, dict[str, str]]] = {
     "amd64 native": ("amd64", {}),
-    "arm64 emulated": ("arm64", {"CROSS": "never"}),
     "arm64 cross": ("arm64", {"CROSS": "always"}),
+    "arm64 emulated": ("arm64", {"CROSS": "never"}),
+    "armv7 cross": ("armv7", {"CROSS": "always"}),
+    "armv7 emulated": ("armv7", {"CROSS": "never"}),
 }
+WAYS = ("warm", "no-cache", "new engine")
 
 
 def start_index(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """pypiserver on 127.0.0.1 with wtzlib's sdist; other projects redirect to pip's index."""
+    """pypiserver on 127.0.0.1 with wtzlib's sdist, psutil's and the build back-ends, and no
+    fallback to another index: the emulated builders have no TLS (and need none)."""
     packages = folder / "packages"
     packages.mkdir(parents=True)
     source = folder / "wtzlib"
     shutil.copytree(ROOT / "tests" / "fixtures" / "packages" / "wtzlib", source)
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(packages), str(source)],
                    check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "psutil", "-d", str(packages),
+                    f"psutil=={PSUTIL}"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(packages),
+                    "setuptools", "wheel", "packaging"], check=True, capture_output=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
-                               "--fallback-url", pip_default_index(), str(packages)],
+                               "--disable-fallback", str(packages)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/simple/"
     for _ in range(100):
@@ -92,30 +103,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wheeltasks-bench-cross-") as tmp:
         server, index = start_index(Path(tmp) / "index")
         try:
-            for module in ("psutil", "wtzlib"):
-                for name, (arch, extra) in MODES.items():
-                    settings = {"PYPI_INDEX": index, "NO_BINARY": "1", **extra}
-                    folder = Path(tmp) / f"{module}-{name.replace(' ', '-')}"
-                    # The builders and the toolchain made once, then a build that compiles.
-                    run(fresh_project(folder / "warm-up", module, 0, **settings), "build", f"{module}-{arch}")
-                    measured = run(fresh_project(folder / "compile", module, 1, **settings), "build", f"{module}-{arch}")
-                    rows[f"{module} {name} compile"] = times(measured)
-                    cold = run(project(folder / "cold", BUILD_NO_CACHE="1", **settings), "build", f"{module}-{arch}")
-                    rows[f"{module} {name} cold"] = times(cold)
+            for way in WAYS:
+                for module in ("psutil", "wtzlib"):
+                    for name, (arch, extra) in MODES.items():
+                        settings = {"PYPI_INDEX": index, "NO_BINARY": "1", **extra}
+                        folder = Path(tmp) / way / f"{module}-{name.replace(' ', '-')}"
+                        target = f"{module}-py3.11-{arch}"
+                        if way == "warm":
+                            # The builders and the toolchain made once, then a build that compiles.
+                            run(fresh_project(folder / "warm-up", module, 0, **settings), "build", target)
+                            measured = run(fresh_project(folder / "compile", module, 1, **settings), "build", target)
+                        elif way == "no-cache":
+                            measured = run(project(folder, BUILD_NO_CACHE="1", **settings), "build", target)
+                        else:
+                            subprocess.run(["docker", "builder", "prune", "-af"], check=True, capture_output=True)
+                            measured = run(project(folder, **settings), "build", target)
+                        rows[f"{module} {name} {way}"] = times(measured)
             overhead = measure_overhead(Path(tmp), index)
         finally:
             server.terminate()
             server.wait()
-    lines = ["build step, compiled from source (ratio: against amd64 native, the same way)"]
-    for way in ("compile", "cold"):
+    lines = ["whole job, compiled from source: each step and the job (ratio: the job against amd64 native, the same way)"]
+    for way in WAYS:
         for key, row in rows.items():
             module, *_, kind = key.split()
             if kind != way:
                 continue
-            base = rows[f"{module} amd64 native {way}"]["build"]
+            base = rows[f"{module} amd64 native {way}"]["job"]
             lines.append(
-                f"  {key:30s} build {row['build']:6.1f} s  {row['build'] / base:5.2f}x   "
-                f"repair {row['repair']:5.1f} s  import-check {row['import-check']:5.1f} s"
+                f"  {key:34s} build {row['build']:6.1f} s  repair {row['repair']:5.1f} s  "
+                f"import-check {row['import-check']:5.1f} s  job {row['job']:6.1f} s  {row['job'] / base:5.2f}x"
             )
     lines.append(
         f"tool overhead (psutil amd64, no cache): wheeltasks {overhead['tool']:.1f} s "
@@ -125,10 +142,12 @@ def main() -> None:
 
 
 def times(result: Run) -> dict[str, float]:
+    (job,) = result.report["jobs"]
     return {
         "build": result.step("build"),
         "repair": result.step("repair"),
         "import-check": result.step("import-check"),
+        "job": float(job["seconds"]),
         "wall": result.seconds,
     }
 
@@ -136,11 +155,11 @@ def times(result: Run) -> dict[str, float]:
 def measure_overhead(tmp: Path, index: str) -> dict[str, float]:
     """The whole tool up to the end of its build against the same buildx command by hand."""
     env = project(tmp / "overhead-tool", PYPI_INDEX=index, NO_BINARY="1", BUILD_NO_CACHE="1")
-    result = run(env, "build", "psutil-amd64")
+    result = run(env, "build", "psutil-py3.11-amd64")
     after_build = sum(result.step(s) for s in ("repair", "import-check", "export"))
     tool = result.seconds - after_build
     # The same command, printed by NOOP, on the context the tool prepared.
-    noop = subprocess.run([sys.executable, "-m", "wheeltasks", "build", "psutil-amd64", "--noop"],
+    noop = subprocess.run([sys.executable, "-m", "wheeltasks", "build", "psutil-py3.11-amd64", "--noop"],
                           cwd=env["WHEELTASKS_PROJECT_DIR"], env=env, capture_output=True, text=True, check=True)
     command = shlex.split(next(line for line in noop.stdout.splitlines() if "buildx build" in line))
     out = tmp / "overhead-hand-out"

@@ -26,14 +26,14 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from wheeltasks import pipeline
+from wheeltasks import builders, pipeline
 from wheeltasks.errors import BuildError
 from wheeltasks.export import export_dir
-from wheeltasks.job import Job, make_job
+from wheeltasks.job import Job, Mode, make_job
 from wheeltasks.plan import Plan
 from wheeltasks.recipes import load_recipe
 from wheeltasks.settings import Kind, Settings
-from wheeltasks.targets import get_arch
+from wheeltasks.targets import get_arch, host_machine
 from wheeltasks.workdir import State
 
 pytestmark = pytest.mark.docker
@@ -62,10 +62,15 @@ class Project:
         return Settings.load(config={}, env=self.env, flags=flags)
 
     def job(self, module: str, version: str, arch: str, kind: Kind = Kind.SHARED, settings: Settings | None = None) -> Job:
+        """A job as the plan makes it, its builders pinned by digest (one local tag cannot stand
+        for two platforms); built emulated where this machine does not run the platform."""
         settings = settings or self.settings()
+        target, here = get_arch(arch), get_arch(host_machine())
+        pins = builders.pin_all(settings, [(PYTHON, target), (PYTHON, here)])
         return make_job(
-            settings, module=module, version=Version(version), python=PYTHON, arch=get_arch(arch), kind=kind,
-            recipe=load_recipe(settings, module, None),
+            settings, module=module, version=Version(version), python=PYTHON, arch=target, kind=kind,
+            recipe=load_recipe(settings, module, None), mode=Mode.NATIVE if target == here else Mode.EMULATED,
+            builder=pins[(PYTHON, target)], build_arch=here, build_builder=pins[(PYTHON, here)],
         )
 
 

@@ -167,3 +167,23 @@ def test_public_packages_cross_compile_for_arm64_and_armv7(
         assert f"import {module}: ok" in check
         wheel = next((tmp_path / "p" / "wheels" / arch).glob(f"{module}-*.whl"))
         assert platform_tags(wheel) == {f"musllinux_1_2_{machine}"}
+
+
+@pytest.mark.network
+def test_pynacl_cross_compiles_its_bundled_libsodium(tmp_path: Path, builder_template: str) -> None:
+    """PyNaCl (public index) builds libsodium with its own autoconf `configure` inside `pip
+    wheel`. In the cross stage the test programs configure compiles run (the target's loader
+    is there, under QEMU) and `uname -m` names the target, so it configures for the target
+    instead of failing ("cannot run C compiled programs") and falling back to emulation."""
+    env = project_env(tmp_path / "p", builder_template, None, CROSS="always", ARCHES="arm64v8 armv7", NO_BINARY="1")
+    done = cli(env, "build", "pynacl")
+    assert done.returncode == 0, done.stderr[-5000:]
+    for arch, machine in MACHINES.items():
+        job = jobs_of(done)[("pynacl", arch)]
+        assert (job["built_as"], job["fell_back"], job["repaired"]) == ("cross", None, "build platform"), job
+        log = (Path(job["work_dir"]) / "build-cross.log").read_text()
+        assert "checking whether we are cross compiling... no" in log
+        assert f"checking host system type... {machine}" in log
+        assert "import nacl: ok" in (Path(job["work_dir"]) / "check.log").read_text()
+        wheel = next(w for w in (tmp_path / "p" / "wheels" / arch).glob("*.whl") if w.name.lower().startswith("pynacl-"))
+        assert platform_tags(wheel) == {f"musllinux_1_2_{machine}"}
