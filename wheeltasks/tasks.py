@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline, running
+from . import builders, console, engines, pipeline, running, simpleindex
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient, clear_cache
@@ -58,6 +58,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
     "engines": (*PROJECT, "builders", "cross", "arches"),
     "clean-cache": (*PROJECT, "cache_dir"),
+    "index": (*PROJECT, "wheels_dir", "index_dir", "index_base_url"),
 }
 
 
@@ -276,6 +277,16 @@ def _clean_cache(settings: Settings) -> None:
     console.note(f"cleared the cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
 
+def _index(settings: Settings) -> None:
+    """Write a static simple index (PEP 503 HTML, PEP 691 JSON, PEP 658 metadata) of every
+    wheel in wheels/<arch>/ to INDEX_DIR, whole or not at all, for any static web server."""
+    written = simpleindex.write_index(settings)
+    console.note(
+        f"wrote the index of {written.files} file(s) of {written.projects} project(s) to {written.folder}: "
+        f"serve it as …/simple/ for pip install --index-url, or use {simpleindex.FIND_LINKS} in it with --find-links"
+    )
+
+
 ns = Collection(
     wheel_task(_resolve, "resolve"),
     wheel_task(_check, "check"),
@@ -289,4 +300,5 @@ ns = Collection(
     wheel_task(_core, "core"),
     wheel_task(_engines, "engines"),
     wheel_task(_clean_cache, "clean-cache"),
+    wheel_task(_index, "index"),
 )
