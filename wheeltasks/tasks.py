@@ -20,12 +20,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline, running, simpleindex
+from . import builders, console, engines, pipeline, running, simpleindex, snippet
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient, clear_cache
 from .invoke_edge import closed_pipe
-from .plan import Plan, resolve
+from .plan import Plan, parse_targets, resolve, ssl_modules
 from .settings import Option, Settings, options_for
 
 # The settings each part of the work reads; a task offers the flags of its parts.
@@ -59,6 +59,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "engines": (*PROJECT, "builders", "cross", "arches"),
     "clean-cache": (*PROJECT, "cache_dir"),
     "index": (*PROJECT, "wheels_dir", "index_dir", "index_base_url"),
+    "snippet": (*PROJECT, *INDEX, *PLAN),
 }
 
 
@@ -287,6 +288,18 @@ def _index(settings: Settings) -> None:
     )
 
 
+@helps(targets=TARGETS_HELP)
+def _snippet(settings: Settings, targets: str) -> None:
+    """Print the Dockerfile lines that install the targets' published wheel images."""
+    if not settings.wheels_registry:
+        raise WheelTasksError(
+            "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me) to the one the images are pushed to"
+        )
+    plan = plan_for(settings, targets, build=False, route=False)
+    wanted = {t.module for t in parse_targets(settings, [targets], ssl_modules(settings))[0]}
+    print(snippet.dockerfile_lines(plan.jobs, wanted), end="")
+
+
 ns = Collection(
     wheel_task(_resolve, "resolve"),
     wheel_task(_check, "check"),
@@ -301,4 +314,5 @@ ns = Collection(
     wheel_task(_engines, "engines"),
     wheel_task(_clean_cache, "clean-cache"),
     wheel_task(_index, "index"),
+    wheel_task(_snippet, "snippet"),
 )
