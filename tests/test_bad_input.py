@@ -163,6 +163,12 @@ CASES = [
          looked_up=True),
     Case("push-on-nothing", ("push", "wtplain1.5.0-py3.12-amd64"), "run `inv build wtplain1.5.0-py3.12-amd64` first",
          env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}, looked_up=True),
+    # inv index and inv snippet
+    Case("index-no-wheels", ("index",), "no wheels in "),
+    Case("index-base-url", ("index",), "INDEX_BASE_URL='https://***@host/w' holds credentials",
+         env={"INDEX_BASE_URL": f"https://me:{SECRET}@host/w"}),
+    Case("index-dir-file", ("index", "--index-dir", "afile"), "INDEX_DIR="),
+    Case("snippet-no-registry", ("snippet", "wtplain"), "no registry configured: set WHEELS_REGISTRY"),
 ]
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
@@ -180,6 +181,29 @@ def check_index_url(url: str) -> None:
         )
 
 
+def check_base_url(url: str) -> None:
+    """INDEX_BASE_URL: an http(s) URL that the index pages can name files under, so no
+    credentials (the pages are published), no query or fragment (a file name is appended)."""
+    shown = redact(url)
+    problem = http_url_problem(url)
+    if problem == NOT_HTTP:
+        raise WheelTasksError(
+            f"INDEX_BASE_URL={shown!r} is not an http(s) URL (like https://host/wheels) of where wheels/ is served"
+        )
+    if problem:
+        raise WheelTasksError(f"INDEX_BASE_URL={shown!r} is not a usable URL: {problem}")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise WheelTasksError(
+            f"INDEX_BASE_URL={shown!r} holds credentials, which the index pages would publish: remove them"
+        )
+    if "?" in url or "#" in url:
+        raise WheelTasksError(
+            f"INDEX_BASE_URL={shown!r} has a query or fragment (?... or #...): the index appends <arch>/<file> "
+            "to its path, so give the folder's URL alone"
+        )
+
+
 def check_python(text: str, what: str) -> str:
     """A ``major.minor`` CPython version that a builder image can exist for."""
     try:
@@ -244,6 +268,9 @@ class Settings:
     project_dir: Path = Path(".")
     work_dir: Path = Path(".wheeltasks")
     wheels_dir: Path = Path("wheels")
+    # inv index: where the simple index is written, and where wheels/ is hosted (if it is).
+    index_dir: Path = Path("index")
+    index_base_url: str = ""
     cache_dir: Path = Path("~/.cache/wheeltasks")
     scripts_dir: Path = Path("scripts")
 
@@ -328,6 +355,8 @@ class Settings:
             project_dir=project,
             work_dir=project / settings.work_dir.expanduser(),
             wheels_dir=project / settings.wheels_dir.expanduser(),
+            index_dir=project / settings.index_dir.expanduser(),
+            index_base_url=settings.index_base_url.strip().rstrip("/"),
             scripts_dir=project / settings.scripts_dir.expanduser(),
             cache_dir=settings.cache_dir.expanduser(),
             arches=tuple(a.name for a in settings.arch_list),  # validates and canonicalises
@@ -430,6 +459,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("project_dir", "folder the relative folders are relative to", env_name="WHEELTASKS_PROJECT_DIR"),
     Option("work_dir", "work folders of the jobs", env_name="WHEELTASKS_WORK_DIR"),
     Option("wheels_dir", "where wheels are exported (wheels/<arch>/)"),
+    Option("index_dir", "where inv index writes the simple index of wheels/ (serve it as .../simple/)"),
+    Option(
+        "index_base_url", "http(s) URL where wheels/ itself is served: the index links URL/<arch>/<file> "
+        "and holds no wheels", flag_name="base_url", default_text="unset: the index holds the wheels",
+    ),
     Option(
         "cache_dir", "cache of remote look-ups", env_name="WHEELTASKS_CACHE_DIR",
         default_text="$XDG_CACHE_HOME/wheeltasks or ~/.cache/wheeltasks",
@@ -503,6 +537,8 @@ def _validate(settings: Settings) -> None:
     _check_control_characters(settings)
     if settings.pypi_index:
         check_index_url(settings.pypi_index)
+    if settings.index_base_url:
+        check_base_url(settings.index_base_url)
     if settings.wheels_registry:
         parse_registry(settings.wheels_registry)
     for repo in (settings.shared_repo, settings.no_shared_repo):
@@ -534,7 +570,7 @@ def _validate(settings: Settings) -> None:
         if not sep or ssl not in {s.value for s in SSL}:
             raise WheelTasksError(f"EXCLUDE entry {pair!r} is not arch:ssl (e.g. s390x:libressl)")
         get_arch(arch)
-    for name in ("wheels_dir", "work_dir", "cache_dir"):
+    for name in ("wheels_dir", "work_dir", "cache_dir", "index_dir"):
         path: Path = getattr(settings, name)
         if path.exists() and not path.is_dir():
             raise WheelTasksError(f"{OPTION_BY_FIELD[name].env}={path} is a file, not a folder: remove it or choose another")

@@ -20,12 +20,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline, running
+from . import builders, console, engines, pipeline, running, simpleindex, snippet
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient, clear_cache
 from .invoke_edge import closed_pipe
-from .plan import Plan, resolve
+from .plan import Plan, parse_targets, resolve, ssl_modules
 from .settings import Option, Settings, options_for
 
 # The settings each part of the work reads; a task offers the flags of its parts.
@@ -58,6 +58,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
     "engines": (*PROJECT, "builders", "cross", "arches"),
     "clean-cache": (*PROJECT, "cache_dir"),
+    "index": (*PROJECT, "wheels_dir", "index_dir", "index_base_url"),
+    "snippet": (*PROJECT, *INDEX, *PLAN),
 }
 
 
@@ -276,6 +278,28 @@ def _clean_cache(settings: Settings) -> None:
     console.note(f"cleared the cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
 
+def _index(settings: Settings) -> None:
+    """Write a static simple index (PEP 503 HTML, PEP 691 JSON, PEP 658 metadata) of every
+    wheel in wheels/<arch>/ to INDEX_DIR, whole or not at all, for any static web server."""
+    written = simpleindex.write_index(settings)
+    console.note(
+        f"wrote the index of {written.files} file(s) of {written.projects} project(s) to {written.folder}: "
+        f"serve it as …/simple/ for pip install --index-url, or use {simpleindex.FIND_LINKS} in it with --find-links"
+    )
+
+
+@helps(targets=TARGETS_HELP)
+def _snippet(settings: Settings, targets: str) -> None:
+    """Print the Dockerfile lines that install the targets' published wheel images."""
+    if not settings.wheels_registry:
+        raise WheelTasksError(
+            "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me) to the one the images are pushed to"
+        )
+    plan = plan_for(settings, targets, build=False, route=False)
+    wanted = {t.module for t in parse_targets(settings, [targets], ssl_modules(settings))[0]}
+    print(snippet.dockerfile_lines(plan.jobs, wanted), end="")
+
+
 ns = Collection(
     wheel_task(_resolve, "resolve"),
     wheel_task(_check, "check"),
@@ -289,4 +313,6 @@ ns = Collection(
     wheel_task(_core, "core"),
     wheel_task(_engines, "engines"),
     wheel_task(_clean_cache, "clean-cache"),
+    wheel_task(_index, "index"),
+    wheel_task(_snippet, "snippet"),
 )
