@@ -21,8 +21,9 @@ from tests.fixtures_engines import DATA_ROOT, SOCKET, TestEngine, build_records,
 from tests.helpers import make_settings
 from wheeltasks import docker_engine, engines
 from wheeltasks.docker_engine import Endpoint
-from wheeltasks.engines import BuilderMap, Engines, ListedBuilder, ListedNode, parse_builders, platform_key
+from wheeltasks.engines import BuilderMap, Engines, ListedBuilder, ListedNode, parse_builders
 from wheeltasks.errors import RemoteError, WheelTasksError
+from wheeltasks.platforms import platform_key
 from wheeltasks.settings import Cross
 from wheeltasks.targets import get_arch, host_machine
 

@@ -14,6 +14,8 @@ from wheeltasks.targets import (
     format_target,
     get_arch,
     image_tag,
+    implied_ssl,
+    is_exported,
     parse_target,
     split_targets,
 )
@@ -205,3 +207,19 @@ def test_image_tags_keep_the_ssl_suffix() -> None:
 )
 def test_split_targets(value: str | list[str], expected: list[str]) -> None:
     assert split_targets(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("ssl", "links", "implied", "exported"),
+    [
+        (None, False, None, True),
+        (None, True, SSL.OPENSSL, True),
+        (SSL.OPENSSL, True, SSL.OPENSSL, True),
+        (SSL.LIBRESSL, True, SSL.LIBRESSL, False),
+    ],
+)
+def test_an_unsuffixed_ssl_module_is_openssl_and_only_openssl_is_exported(
+    ssl: SSL | None, links: bool, implied: SSL | None, exported: bool
+) -> None:
+    assert implied_ssl(ssl, links) is implied
+    assert is_exported(implied) is exported

@@ -25,9 +25,10 @@ from . import remote
 from .errors import WheelTasksError
 from .files import write_atomic
 from .imagenames import split_image
+from .platforms import oci_platform_key, platform_of
 from .registry import INDEX_TYPES, RegistryClient
 from .settings import Settings, check_python
-from .targets import Arch, oci_platform_key, platform_of
+from .targets import Arch
 
 log = logging.getLogger("wheeltasks.builders")
 CACHE_FILE = "builder-pythons.json"

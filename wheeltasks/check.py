@@ -14,7 +14,7 @@ from .images import latest_tag_versions, open_registry
 from .index import IndexClient
 from .plan import SslModule, default_targets, ssl_modules
 from .settings import Kind, Settings
-from .targets import SSL, join_version, module_label, parse_target
+from .targets import SSL, implied_ssl, is_exported, join_version, module_label, parse_target
 
 OK = "ok"
 OUTDATED = "OUT OF DATE"
@@ -76,7 +76,7 @@ def registry_versions(settings: Settings, is_ssl: SslModule) -> dict[str, Versio
     for kind in Kind:
         for label, version in latest_tag_versions(client, settings.repository(kind)).items():
             target = parse_target(label)
-            label = module_label(target.module, SSL.OPENSSL) if target.ssl is None and is_ssl(target.module) else label
+            label = module_label(target.module, implied_ssl(target.ssl, is_ssl(target.module)))
             newest[label] = max(version, newest.get(label, version))
     return newest
 
@@ -95,7 +95,7 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
         label = module_label(target.module, target.ssl)
         newest = latest[target.module]
         # LibreSSL builds never go to wheels/, so only the registry can tell about them.
-        exported = target.ssl in (None, SSL.OPENSSL)
+        exported = is_exported(target.ssl)
         mine = local.get(canonicalize_name(target.module)) if exported else None
         theirs = published.get(label)
         if settings.wheels_registry:

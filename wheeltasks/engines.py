@@ -40,44 +40,14 @@ from typing import Any
 from . import docker_engine
 from .docker_engine import Endpoint
 from .errors import RemoteError, WheelTasksError
+from .platforms import arch_of, platform_key
 from .settings import Cross, Settings
 from .targets import ARCHES, Arch, find_arch, runs_natively
 
 CLI_TIMEOUT = 120  # seconds for one buildx or context look-up (buildx ls asks every node)
 
-# containerd's normal form: the default variant is left out (arm64 = arm64/v8,
-# amd64 = amd64/v1) except for 32-bit arm, whose bare name means v7.
-_ARCH_NAMES = {"aarch64": "arm64", "x86_64": "amd64", "x86-64": "amd64", "i386": "386", "i686": "386", "armhf": "arm"}
-_IMPLIED_VARIANT = {"arm64": "v8", "amd64": "v1"}
-_BARE_VARIANT = {"arm": "v7"}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _DOCKER_DRIVERS = frozenset({"docker", "docker-container"})  # nodes that run on a Docker engine
-
-
-# ---- platforms (pure) ----------------------------------------------------------------
-
-
-def platform_key(text: str) -> str:
-    """A platform in containerd's normal form, so ``linux/arm64/v8`` equals ``linux/arm64``."""
-    parts = text.strip().lower().split("/")
-    if not 2 <= len(parts) <= 3 or not all(parts):
-        raise ValueError(f"{text!r} is not a platform like linux/arm64")
-    os_name, arch = parts[0], _ARCH_NAMES.get(parts[1], parts[1])
-    variant = parts[2] if len(parts) == 3 else _BARE_VARIANT.get(arch, "")
-    if variant == _IMPLIED_VARIANT.get(arch):
-        variant = ""
-    return "/".join(p for p in (os_name, arch, variant) if p)
-
-
-_ARCH_BY_KEY: dict[str, Arch] = {platform_key(a.platform): a for a in ARCHES}
-
-
-def arch_of(platform: str) -> Arch | None:
-    """The wheeltasks architecture of a Docker platform (any spelling), or None."""
-    try:
-        return _ARCH_BY_KEY.get(platform_key(platform))
-    except ValueError:
-        return None
 
 
 # ---- BUILDERS (pure) -----------------------------------------------------------------
@@ -101,7 +71,7 @@ class BuilderMap:
     def __str__(self) -> str:
         if self.everything:
             return self.everything
-        return ",".join(f"{_ARCH_BY_KEY[key].platform}={name}" for key, name in self.by_platform)
+        return ",".join(f"{_display(key)}={name}" for key, name in self.by_platform)
 
 
 _BUILDERS_HELP = "give platform=builder entries (e.g. linux/arm64=arm-node,linux/amd64=default) or one builder's name"

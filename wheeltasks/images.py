@@ -34,6 +34,7 @@ from . import remote
 from .errors import RemoteError, WheelTasksError
 from .files import atomic_writer, newest_zip_time
 from .job import Job
+from .platforms import oci_platform_key, platform_of
 from .registry import (
     CONFIG_LIMIT,
     IMAGE_MANIFEST_TYPES,
@@ -47,7 +48,7 @@ from .registry import (
     sha256_digest,
 )
 from .settings import Repository, Settings
-from .targets import ARCHES, SSL, Arch, module_label, oci_platform_key, parse_target, platform_of
+from .targets import ARCHES, SSL, Arch, implied_ssl, module_label, parse_target
 from .urls import split_credentials
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -401,7 +402,8 @@ def other_spellings(
             target = parse_target(tag)
         except WheelTasksError:
             continue
-        same_ssl = target.ssl == ssl or (target.ssl is None and ssl is SSL.OPENSSL)
+        # The job's SSL is set exactly when its module links an SSL library.
+        same_ssl = implied_ssl(target.ssl, ssl is not None) == ssl
         if (target.module, target.version, target.python) == (module, version, python) and same_ssl:
             if target.arch is None or target.arch == arch:
                 found.append((target.arch is not None, tag))

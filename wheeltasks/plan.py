@@ -20,13 +20,13 @@ from .job import Job, Mode, make_job
 from .recipes import Listing, Recipe, load_recipe, recipes_in
 from .settings import Cross, Kind, Settings, check_python
 from .targets import (
-    DEFAULT_SSL,
     PYALL,
     SSL,
     Arch,
     Target,
     find_arch,
     host_machine,
+    implied_ssl,
     parse_target,
     runs_natively,
     split_targets,
@@ -104,9 +104,7 @@ def with_ssl(target: Target, is_ssl: SslModule) -> Target:
             f"{target.module} does not link an SSL library, so -{target.ssl.value} does not apply; SSL suffixes "
             "apply to the modules of SSL_MODULES and to those whose recipe names ${SSL}"
         )
-    if target.ssl is None and is_ssl(target.module):
-        return dataclasses.replace(target, ssl=DEFAULT_SSL)
-    return target
+    return dataclasses.replace(target, ssl=implied_ssl(target.ssl, is_ssl(target.module)))
 
 
 def default_targets(settings: Settings, which: str, is_ssl: SslModule | None = None) -> list[Target]:
