@@ -21,7 +21,7 @@ import requests
 
 from wheeltasks import index
 from wheeltasks.index import ACCEPT, IndexClient, group_releases, newest_installable, parse_html_page, parse_json_page
-from wheeltasks.plan import default_targets, newest_python
+from wheeltasks.plan import default_targets
 from wheeltasks.settings import Settings
 
 
@@ -60,7 +60,7 @@ def main() -> None:
             settings = Settings.load({}, {**env, "WHEELTASKS_CACHE_DIR": cache}, {})
             # The projects on the index (the default modules without their SSL suffixes).
             modules = sorted({t.module for t in default_targets(settings, "all")})
-            python = newest_python(settings)
+            python = settings.newest_default_python
             seconds, expected = timed(baseline, settings, modules, python)
             runs["baseline"].append(seconds)
             seconds, cold = timed(IndexClient(settings).latest_many, modules, python)

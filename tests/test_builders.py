@@ -64,18 +64,18 @@ def test_newest_python_from_a_real_registry(tmp_path: Path, registry_plain: Regi
     for tag in ("3.11-alpine3.22", "3.13-alpine3.22", "3.14-alpine3.21", "latest"):
         client.put_manifest(repo, tag, OCI_MANIFEST, image_manifest(config, layer, {}))
     settings = settings_for(tmp_path, f"{registry_plain.host}/{repo}:{{python}}-alpine{{alpine}}", ALPINE_VERSION="3.22")
-    assert builders.newest_python(settings) == "3.13"  # newer than PYTHON_VERSIONS' 3.12; 3.14 is another Alpine
+    assert builders.newest_builder_python(settings) == "3.13"  # newer than PYTHON_VERSIONS' 3.12; 3.14 is another Alpine
     # Cached: a new tag is not seen until the cache expires or CLEAN_CACHE.
     client.put_manifest(repo, "3.14-alpine3.22", OCI_MANIFEST, image_manifest(config, layer, {}))
-    assert builders.newest_python(settings) == "3.13"
+    assert builders.newest_builder_python(settings) == "3.13"
     cleaned = settings_for(tmp_path, f"{registry_plain.host}/{repo}:{{python}}-alpine{{alpine}}",
                            ALPINE_VERSION="3.22", CLEAN_CACHE="1")
-    assert builders.newest_python(cleaned) == "3.14"
+    assert builders.newest_builder_python(cleaned) == "3.14"
 
 
 def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "127.0.0.1:9/nothing/here:{python}")
-    assert builders.newest_python(settings) == "3.12"
+    assert builders.newest_builder_python(settings) == "3.12"
 
 
 def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_plain: RegistryServer) -> None:
@@ -134,7 +134,7 @@ def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any)
         entry = {**entry, "at": time.time()}
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_text(json.dumps({key: entry}, allow_nan=True))
-    assert builders.newest_python(settings) == "3.12"  # PYTHON_VERSIONS' newest, as with no cache
+    assert builders.newest_builder_python(settings) == "3.12"  # PYTHON_VERSIONS' newest, as with no cache
 
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b"\xff\xfe", b"[" * 100_000, b'"text"'])
@@ -142,7 +142,7 @@ def test_a_cache_file_of_the_wrong_shape_is_ignored(tmp_path: Path, content: byt
     settings = settings_for(tmp_path, TEMPLATE)
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_bytes(content)
-    assert builders.newest_python(settings) == "3.12"
+    assert builders.newest_builder_python(settings) == "3.12"
 
 
 def test_a_good_cache_entry_is_used(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ def test_a_good_cache_entry_is_used(tmp_path: Path) -> None:
     key = f"{settings.builder_image} {settings.alpine_version}"
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_text(json.dumps({key: {"at": time.time(), "pythons": ["3.13", "3.14"]}}))
-    assert builders.newest_python(settings) == "3.14"
+    assert builders.newest_builder_python(settings) == "3.14"
 
 
 def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path) -> None:
     settings.cache_dir.mkdir(parents=True)
     os.mkfifo(settings.cache_dir / builders.CACHE_FILE)
     started = time.monotonic()
-    assert builders.newest_python(settings) == "3.12"
+    assert builders.newest_builder_python(settings) == "3.12"
     assert time.monotonic() - started < 20  # the fallback's own look-up, never a blocked read
 
 

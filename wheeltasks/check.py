@@ -85,7 +85,7 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
     index = index or IndexClient(settings)
     is_ssl = ssl_modules(settings)
     targets = default_targets(settings, "all", is_ssl)
-    latest = index.latest_many(sorted({t.module for t in targets}), builders.newest_python(settings))
+    latest = index.latest_many(sorted({t.module for t in targets}), builders.newest_builder_python(settings))
     local = local_versions(settings.wheels_dir)
     published = registry_versions(settings, is_ssl) if settings.wheels_registry else {}
     if not settings.wheels_registry:

@@ -18,7 +18,7 @@ from packaging.version import Version
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
 from .recipes import Listing, Recipe, load_recipe, recipes_in
-from .settings import Cross, Kind, Settings, check_python
+from .settings import Cross, Kind, Settings
 from .targets import (
     PYALL,
     SSL,
@@ -31,6 +31,7 @@ from .targets import (
     runs_natively,
     split_targets,
 )
+from .values import check_python
 
 if TYPE_CHECKING:  # the router is given (engines.router); the planner does not import the client
     from .engines import Route
@@ -77,10 +78,6 @@ class _Want:
     @property
     def key(self) -> tuple[object, ...]:
         return (self.module, self.ssl, self.version, self.python, self.arch.name, self.kind)
-
-
-def newest_python(settings: Settings) -> str:
-    return max(settings.python_versions, key=Version)
 
 
 SslModule = Callable[[str], bool]
@@ -311,7 +308,7 @@ def resolve(
     def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
         return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
-    newest_once = functools.cache(newest or (lambda: newest_python(settings)))
+    newest_once = functools.cache(newest or (lambda: settings.newest_default_python))
     wants = _ordered(_expand(settings, targets, kinds, notes, depends_of, is_ssl, newest_once))
     versions = _versions(index, wants)
 

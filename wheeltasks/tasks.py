@@ -1,6 +1,6 @@
 """The invoke tasks: parse arguments, build Settings, call the steps, print.
 
-Each task offers as flags only the settings its steps read (see :data:`GROUPS`), typed
+Each task offers as flags only the settings its parts of the work read (:data:`TASK_PARTS`), typed
 by the setting: a switch is a bare flag that turns the setting on (``--push``); a value
 flag needs a value (``--pypi-index URL``). Flags beat the environment, which beats the
 ``wheeltasks`` section of the invoke configuration.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,38 +25,31 @@ from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient, clear_cache
 from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
-from .settings import Option, Settings, options_for
+from .settings import Option, Part, Settings, options_for, options_read_by
 
-# The settings each part of the work reads; a task offers the flags of its parts.
-PROJECT = ("project_dir",)
-INDEX = ("pypi_index", "ca_bundle", "cache_dir", "clean_cache", "remote_timeout", "max_index_page_mb")
-PLAN = (
-    "modules", "core_modules", "python_versions", "arches", "ssl_modules", "exclude", "shared", "no_shared",
-    "build_both", "scripts_dir", "work_dir", "wheels_registry", "shared_repo", "no_shared_repo", "builder_image",
-    "alpine_version", "cross",
-)
-REGISTRY = ("wheels_registry", "shared_repo", "no_shared_repo", "registry_username", "ca_bundle", "remote_timeout", "max_layer_mb")
-RUN = ("fail_fast", "jobs", "builders")
-PULL = ("no_self_pull", "no_pull_wheels", "wheels_force_pull", *REGISTRY)
-BUILD = ("noop", "no_build", "build_no_cache", "no_binary", "builder_image", "alpine_version", "ca_bundle", "pypi_index", "cross")
-REPAIR = ("noop", "builder_image", "alpine_version", "ca_bundle")
-EXPORT = ("noop", "wheels_dir", "force")
-PUSH = ("noop", "do_push", *REGISTRY)
-FLOW = (*RUN, *PULL, *BUILD, *REPAIR, *EXPORT, *PUSH)
-
+# The parts of the work each task runs. Its flags are the settings those parts read: each
+# row of settings.OPTIONS says which parts read it, so a new setting needs no list here.
+_P = Part
+_RUN = (_P.PROJECT, _P.INDEX, _P.PLAN, _P.RUN)
+_FLOW = (*_RUN, _P.PULL, _P.REGISTRY, _P.BUILD, _P.REPAIR, _P.EXPORT, _P.PUSH)
+TASK_PARTS: dict[str, tuple[Part, ...]] = {
+    "resolve": (_P.PROJECT, _P.INDEX, _P.PLAN),
+    "check": (_P.PROJECT, _P.INDEX, _P.CHECK, _P.REGISTRY),
+    "update": _FLOW,
+    "pull-existing": (*_RUN, _P.PULL, _P.REGISTRY),
+    "build": _FLOW,
+    "repair": (*_RUN, _P.REPAIR),
+    "export": (*_RUN, _P.EXPORT),
+    "push": (*_RUN, _P.PUSH, _P.REGISTRY),
+    "all": _FLOW,
+    "core": _FLOW,
+    "engines": (_P.PROJECT, _P.ENGINES),
+    "clean-cache": (_P.PROJECT, _P.CACHE),
+}
+# The settings each task reads (the fields of its flags, and of the secrets it takes only
+# from the environment).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "resolve": (*PROJECT, *INDEX, *PLAN),
-    "check": (*PROJECT, *INDEX, "modules", "core_modules", "ssl_modules", "python_versions", "wheels_dir", *REGISTRY),
-    "update": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "pull-existing": (*PROJECT, *INDEX, *PLAN, *RUN, *PULL, "noop"),
-    "build": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "repair": (*PROJECT, *INDEX, *PLAN, *RUN, *REPAIR),
-    "export": (*PROJECT, *INDEX, *PLAN, *RUN, *EXPORT),
-    "push": (*PROJECT, *INDEX, *PLAN, *RUN, *PUSH),
-    "all": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "engines": (*PROJECT, "builders", "cross", "arches"),
-    "clean-cache": (*PROJECT, "cache_dir"),
+    task: tuple(o.field for o in options_read_by(parts)) for task, parts in TASK_PARTS.items()
 }
 
 
@@ -67,7 +59,7 @@ def flag_help(option: Option) -> str:
 
 def load_settings(c: Context, flags: Mapping[str, Any]) -> Settings:
     config = c.config.get("wheeltasks", None)
-    return Settings.load({} if config is None else config, os.environ, flags)
+    return Settings.load({} if config is None else config, flags=flags)  # and the environment
 
 
 def _flag_options(name: str) -> tuple[Option, ...]:
@@ -165,7 +157,7 @@ def plan_for(
     texts = [targets] if isinstance(targets, str) else list(targets)
     router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
-                   newest=lambda: builders.newest_python(settings),
+                   newest=lambda: builders.newest_builder_python(settings),
                    pin=lambda wanted: builders.pin_all(settings, wanted))
     for message in plan.notes:
         console.note(message)
@@ -192,7 +184,7 @@ def run_plan(
     settings: Settings, plan: Plan, steps: Sequence[str] | None = None, json: bool = False
 ) -> pipeline.RunReport:
     # Live lines only on a terminal, and not in CI logs (which keep every line).
-    live = sys.stderr.isatty() and os.environ.get("CI", "").lower() in ("", "0", "false", "no")
+    live = sys.stderr.isatty() and not settings.ci
     return pipeline.run(settings, plan, steps, json_report=json, live=live)
 
 
