@@ -15,6 +15,7 @@ from .index import IndexClient
 from .plan import SslModule, default_targets, ssl_modules
 from .settings import Kind, Settings
 from .targets import SSL, implied_ssl, is_exported, join_version, module_label, parse_target
+from .wheelsdir import exported_wheels
 
 OK = "ok"
 OUTDATED = "OUT OF DATE"
@@ -59,7 +60,7 @@ class CheckRow:
 def local_versions(wheels_dir: Path) -> dict[str, Version]:
     """Newest version of each project among the wheels in ``wheels/<arch>/``."""
     found: dict[str, Version] = {}
-    for path in wheels_dir.glob("*/*.whl"):
+    for path in exported_wheels(wheels_dir):
         try:
             name, version, _build, _tags = parse_wheel_filename(path.name)
         except InvalidWheelFilename:
