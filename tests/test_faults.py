@@ -30,7 +30,8 @@ from tests import fault_servers as faults
 from tests.fault_servers import FaultServer
 from tests.fixtures_index import PypiServer
 from wheeltasks.errors import RemoteError, WheelTasksError
-from wheeltasks.index import CACHE_FILE, IndexClient, cache_path, clear_cache
+from wheeltasks.index import IndexClient
+from wheeltasks.indexcache import CACHE_FILE, cache_path, clear_cache
 from wheeltasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ from invoke.tasks import Task, task
 from . import builders, console, engines, pipeline, running
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
-from .index import IndexClient, clear_cache
+from .index import IndexClient
+from .indexcache import clear_cache
 from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
 from .settings import Option, Part, Settings, options_for, options_read_by
