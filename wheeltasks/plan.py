@@ -33,7 +33,7 @@ from .targets import (
 )
 from .values import check_python
 
-if TYPE_CHECKING:  # the router is given (engines.router); the planner does not import the client
+if TYPE_CHECKING:  # the router is given (buildx.router); the planner does not import the client
     from .engines import Route
 
 # Special targets given alone that stand for the default sets.
@@ -288,7 +288,7 @@ def resolve(
 ) -> Plan:
     """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
 
-    ``router`` gives each platform's builder and node (engines.router); without one, jobs
+    ``router`` gives each platform's builder and node (buildx.router); without one, jobs
     build on buildx's default builder and "native" means this machine's CPU. ``newest``
     gives the Python of targets without one (asked only when one needs it); without it,
     the newest of PYTHON_VERSIONS. ``pin`` names the builder image of each (Python, platform)

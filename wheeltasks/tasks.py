@@ -19,7 +19,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline, running
+from . import builders, buildx, console, enginereport, engines, pipeline, running
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient
@@ -136,7 +136,7 @@ def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route] |
     """Each platform's builder and node. Where nothing will be built (resolve, NOOP) a
     machine without buildx or an engine still plans, on this machine's CPU, with a note."""
     try:
-        return engines.router(settings)
+        return buildx.router(settings)
     except WheelTasksError as exc:
         if strict or settings.builders:
             raise
@@ -259,7 +259,7 @@ def _core(settings: Settings, json: bool = False) -> None:
 def _engines(settings: Settings, json: bool = False) -> None:
     """The buildx builders and nodes, their platforms (native or emulated), whether each answers,
     and where each platform builds (with QEMU and cross-compilation as the fallbacks)."""
-    print(engines.report(settings, as_json=json))
+    print(enginereport.report(settings, as_json=json))
 
 
 def _clean_cache(settings: Settings) -> None:
