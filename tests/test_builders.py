@@ -15,9 +15,10 @@ from tests.fixtures_registry import RegistryServer
 from tests.helpers import make_wheel
 from wheeltasks import builders
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.images import config_blob, image_manifest, layer_tar
+from wheeltasks.imageformat import config_blob, image_manifest, layer_tar
 from wheeltasks.job import make_job
-from wheeltasks.registry import OCI_MANIFEST, RegistryClient
+from wheeltasks.oci import OCI_MANIFEST
+from wheeltasks.registry import RegistryClient
 from wheeltasks.settings import Kind, Settings
 from wheeltasks.targets import get_arch
 

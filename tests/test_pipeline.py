@@ -172,7 +172,7 @@ def test_parallel_run_with_a_failure_skips_dependents_only(tmp_path: Path) -> No
 
 
 def test_other_spellings_of_a_tag() -> None:
-    from wheeltasks.images import other_spellings
+    from wheeltasks.imageformat import other_spellings
     from wheeltasks.targets import SSL
 
     tags = ["PyNaCl1.5.0-py3.11", "PyNaCl1.5.0-py3.11-amd64", "pynacl1.5.0-py3.12", "PyNaCl1.4.0-py3.11",
@@ -189,8 +189,9 @@ def test_other_spellings_of_a_tag() -> None:
 def test_a_tag_in_the_projects_own_capitalisation_is_pulled(tmp_path: Path, registry_plain: Any) -> None:
     """The original system wrote tags like PyNaCl1.5.0-py3.11-amd64; such an image is this job's."""
     from tests.helpers import make_wheel
-    from wheeltasks.images import config_blob, image_manifest, layer_tar
-    from wheeltasks.registry import OCI_MANIFEST, RegistryClient
+    from wheeltasks.imageformat import config_blob, image_manifest, layer_tar
+    from wheeltasks.oci import OCI_MANIFEST
+    from wheeltasks.registry import RegistryClient
 
     settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{registry_plain.host}/caps"})
     job = make_job(settings, module="pynacl", version=Version("1.5.0"), python="3.11", arch=get_arch("amd64"),

@@ -21,25 +21,12 @@ from packaging.version import Version
 from tests.fixtures_registry import PASSWORD, USERNAME, RegistryServer
 from tests.helpers import make_wheel
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.images import (
-    LAYER_TAR,
-    OCI_CONFIG,
-    canonical_json,
-    config_blob,
-    image_manifest,
-    latest_tag_versions,
-    layer_tar,
-    pull_wheels,
-    push_wheels,
-)
+from wheeltasks.imageformat import canonical_json, config_blob, image_manifest, layer_tar
+from wheeltasks.images import latest_tag_versions, pull_wheels, push_wheels
 from wheeltasks.job import Job, make_job
-from wheeltasks.registry import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    RegistryClient,
-    is_loopback,
-    sha256_digest,
-)
+from wheeltasks.oci import LAYER_TAR, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, sha256_digest
+from wheeltasks.registry import RegistryClient
+from wheeltasks.registry_transport import is_loopback
 from wheeltasks.settings import Kind, Repository, Settings
 from wheeltasks.targets import SSL, get_arch
 

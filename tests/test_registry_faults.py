@@ -32,9 +32,12 @@ from tests import fault_servers as faults
 from tests.fault_servers import FaultServer
 from tests.fixtures_registry import RegistryServer
 from tests.test_registry import client_for, make_wheel, push_single, settings_for
+from wheeltasks.credentials import docker_credentials
 from wheeltasks.errors import RemoteError, WheelTasksError
-from wheeltasks.images import LAYER_TAR, canonical_json, extract_wheels, pull_wheels
-from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, docker_credentials, sha256_digest
+from wheeltasks.imageformat import canonical_json, extract_wheels
+from wheeltasks.images import pull_wheels
+from wheeltasks.oci import LAYER_TAR, OCI_INDEX, OCI_MANIFEST, sha256_digest
+from wheeltasks.registry import RegistryClient
 from wheeltasks.settings import Repository
 from wheeltasks.targets import get_arch
 

@@ -25,8 +25,9 @@ from . import remote
 from .errors import WheelTasksError
 from .files import write_atomic
 from .imagenames import split_image
+from .oci import INDEX_TYPES
 from .platforms import oci_platform_key, platform_of
-from .registry import INDEX_TYPES, RegistryClient
+from .registry import RegistryClient
 from .settings import Settings
 from .targets import Arch
 from .values import check_python

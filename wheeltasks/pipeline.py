@@ -44,7 +44,8 @@ from . import repair as repair_step
 from . import running as running_module
 from .errors import BuildError, WheelTasksError
 from .files import wheels_in, write_atomic
-from .images import NO_REGISTRY, open_registry, other_spellings, pull_wheels, push_wheels
+from .imageformat import other_spellings
+from .images import NO_REGISTRY, open_registry, pull_wheels, push_wheels
 from .index import index_url
 from .job import Job, Mode
 from .plan import Plan
