@@ -19,7 +19,9 @@ from wheeltasks.files import private_file
 from wheeltasks.job import Job, make_job
 from wheeltasks.plan import Plan
 from wheeltasks.recipes import load_recipe
+from wheeltasks.runreport import RunReport
 from wheeltasks.settings import Kind, Settings
+from wheeltasks.steps import FULL_FLOW
 from wheeltasks.targets import SSL, get_arch
 from wheeltasks.workdir import State
 
@@ -39,7 +41,7 @@ def make(
     )
 
 
-def run_steps(settings: Settings, job: Job, *steps: str) -> pipeline.RunReport:
+def run_steps(settings: Settings, job: Job, *steps: str) -> RunReport:
     return pipeline.run(settings, Plan((job,)), steps=steps)
 
 
@@ -172,7 +174,7 @@ def test_context_holds_the_jobs_recipe_and_imports(tmp_path: Path) -> None:
 def test_noop_builds_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path, noop=True)
     job = make(settings)
-    report = run_steps(settings, job, *pipeline.FULL_FLOW[:4])
+    report = run_steps(settings, job, *FULL_FLOW[:4])
     assert report.results == []
     out = capsys.readouterr().out
     assert "docker buildx build --platform linux/amd64" in out

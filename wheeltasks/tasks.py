@@ -19,33 +19,40 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, buildx, console, enginereport, engines, pipeline, running
+from . import builders, buildx, console, enginereport, engines, pipeline, running, steps
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient
 from .indexcache import clear_cache
 from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
+from .runreport import RunReport, print_plan
 from .settings import Option, Part, Settings, options_for, options_read_by
+from .steps import BUILD, EXPORT, PULL_EXISTING, PUSH, REPAIR, Step
 
 # The parts of the work each task runs. Its flags are the settings those parts read: each
-# row of settings.OPTIONS says which parts read it, so a new setting needs no list here.
-_P = Part
-_RUN = (_P.PROJECT, _P.INDEX, _P.PLAN, _P.RUN)
-_FLOW = (*_RUN, _P.PULL, _P.REGISTRY, _P.BUILD, _P.REPAIR, _P.EXPORT, _P.PUSH)
+# row of settings.OPTIONS says which parts read it, and each step of the flow which parts it
+# is (steps.STEPS), so a new setting or step needs no list here.
+_PLANNED = (Part.PROJECT, Part.INDEX, Part.PLAN)
+
+
+def _runs(names: Sequence[str]) -> tuple[Part, ...]:
+    return (*_PLANNED, Part.RUN, *steps.reads(names))
+
+
 TASK_PARTS: dict[str, tuple[Part, ...]] = {
-    "resolve": (_P.PROJECT, _P.INDEX, _P.PLAN),
-    "check": (_P.PROJECT, _P.INDEX, _P.CHECK, _P.REGISTRY),
-    "update": _FLOW,
-    "pull-existing": (*_RUN, _P.PULL, _P.REGISTRY),
-    "build": _FLOW,
-    "repair": (*_RUN, _P.REPAIR),
-    "export": (*_RUN, _P.EXPORT),
-    "push": (*_RUN, _P.PUSH, _P.REGISTRY),
-    "all": _FLOW,
-    "core": _FLOW,
-    "engines": (_P.PROJECT, _P.ENGINES),
-    "clean-cache": (_P.PROJECT, _P.CACHE),
+    "resolve": _PLANNED,
+    "check": (Part.PROJECT, Part.INDEX, Part.CHECK, Part.REGISTRY),
+    "update": _runs(steps.FULL_FLOW),
+    PULL_EXISTING.task: _runs([PULL_EXISTING.name]),
+    BUILD.task: _runs(steps.FULL_FLOW),
+    REPAIR.task: _runs([REPAIR.name]),
+    EXPORT.task: _runs([EXPORT.name]),
+    PUSH.task: _runs([PUSH.name]),
+    "all": _runs(steps.FULL_FLOW),
+    "core": _runs(steps.FULL_FLOW),
+    "engines": (Part.PROJECT, Part.ENGINES),
+    "clean-cache": (Part.PROJECT, Part.CACHE),
 }
 # The settings each task reads (the fields of its flags, and of the secrets it takes only
 # from the environment).
@@ -172,7 +179,7 @@ def _resolve(settings: Settings, targets: str, json: bool = False) -> None:
     if json:
         console.emit_json([job.to_json() for job in plan.jobs])
     else:
-        pipeline.print_plan(plan)
+        print_plan(plan)
 
 
 @helps(json="print one object per module and SSL variant as a JSON array")
@@ -181,12 +188,15 @@ def _check(settings: Settings, json: bool = False) -> None:
     check_mod.show_rows(check_mod.check(settings), json)
 
 
-def run_plan(
-    settings: Settings, plan: Plan, steps: Sequence[str] | None = None, json: bool = False
-) -> pipeline.RunReport:
+def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False) -> RunReport:
     # Live lines only on a terminal, and not in CI logs (which keep every line).
     live = sys.stderr.isatty() and not settings.ci
-    return pipeline.run(settings, plan, steps, json_report=json, live=live)
+    return pipeline.run(settings, plan, names, json_report=json, live=live)
+
+
+def run_step(settings: Settings, targets: str, step: Step, json: bool) -> None:
+    """One step alone, on what earlier runs left in the work folders."""
+    run_plan(settings, plan_for(settings, targets, route=step.routed), (step.name,), json)
 
 
 REPORT_HELP = "print the run's report (every job, its result, time and log) as JSON"
@@ -216,7 +226,7 @@ def _update(settings: Settings, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None:
     """Fetch existing wheel images: the target's own and its dependencies'."""
-    run_plan(settings, plan_for(settings, targets, route=False), ("pull-existing",), json)
+    run_step(settings, targets, PULL_EXISTING, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
@@ -228,19 +238,19 @@ def _build(settings: Settings, targets: str, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _repair(settings: Settings, targets: str, json: bool = False) -> None:
     """auditwheel-repair (shared kind) and verify what `build` left in the work folder."""
-    run_plan(settings, plan_for(settings, targets), ("repair",), json)
+    run_step(settings, targets, REPAIR, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _export(settings: Settings, targets: str, json: bool = False) -> None:
     """Copy the repaired wheels into wheels/<arch>/ (atomically; OpenSSL builds only)."""
-    run_plan(settings, plan_for(settings, targets, route=False), ("export",), json)
+    run_step(settings, targets, EXPORT, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _push(settings: Settings, targets: str, json: bool = False) -> None:
     """Push the repaired wheels as multi-platform wheel images."""
-    run_plan(settings, plan_for(settings, targets, route=False), ("push",), json)
+    run_step(settings, targets, PUSH, json)
 
 
 @helps(json=REPORT_HELP)
@@ -273,11 +283,11 @@ ns = Collection(
     wheel_task(_resolve, "resolve"),
     wheel_task(_check, "check"),
     wheel_task(_update, "update"),
-    wheel_task(_pull_existing, "pull-existing"),
-    wheel_task(_build, "build"),
-    wheel_task(_repair, "repair"),
-    wheel_task(_export, "export"),
-    wheel_task(_push, "push"),
+    wheel_task(_pull_existing, PULL_EXISTING.task),
+    wheel_task(_build, BUILD.task),
+    wheel_task(_repair, REPAIR.task),
+    wheel_task(_export, EXPORT.task),
+    wheel_task(_push, PUSH.task),
     wheel_task(_all, "all"),
     wheel_task(_core, "core"),
     wheel_task(_engines, "engines"),
