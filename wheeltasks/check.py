@@ -107,22 +107,3 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
             status = UNKNOWN
         rows.append(CheckRow(target.module, target.ssl, newest, mine, theirs, status))
     return rows
-
-
-def show_rows(rows: list[CheckRow], json: bool) -> None:
-    if json:
-        console.emit_json([row.to_json() for row in rows])
-    else:
-        print_rows(rows)
-
-
-def print_rows(rows: list[CheckRow]) -> None:
-    console.table(
-        ("module", "index", "wheels/", "registry", "status"),
-        [
-            (r.label, r.index_version, r.local_version, r.registry_version, r.status)
-            for r in rows
-        ],
-    )
-    outdated = [r.label for r in rows if r.outdated]
-    console.note(f"{len(outdated)} of {len(rows)} out of date{': ' + ', '.join(outdated) if outdated else ''}")

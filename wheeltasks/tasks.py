@@ -182,10 +182,29 @@ def _resolve(settings: Settings, targets: str, json: bool = False) -> None:
         print_plan(plan)
 
 
+def show_check_rows(rows: list[check_mod.CheckRow], json: bool) -> None:
+    if json:
+        console.emit_json([row.to_json() for row in rows])
+    else:
+        _print_check_rows(rows)
+
+
+def _print_check_rows(rows: list[check_mod.CheckRow]) -> None:
+    console.table(
+        ("module", "index", "wheels/", "registry", "status"),
+        [
+            (r.label, r.index_version, r.local_version, r.registry_version, r.status)
+            for r in rows
+        ],
+    )
+    outdated = [r.label for r in rows if r.outdated]
+    console.note(f"{len(outdated)} of {len(rows)} out of date{': ' + ', '.join(outdated) if outdated else ''}")
+
+
 @helps(json="print one object per module and SSL variant as a JSON array")
 def _check(settings: Settings, json: bool = False) -> None:
     """For every default module: is the index newer than what wheels/ and the registry hold?"""
-    check_mod.show_rows(check_mod.check(settings), json)
+    show_check_rows(check_mod.check(settings), json)
 
 
 def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False) -> RunReport:
@@ -208,7 +227,7 @@ def _update(settings: Settings, json: bool = False) -> None:
     index = IndexClient(settings)  # one client: CLEAN_CACHE clears once per run
     rows = check_mod.check(settings, index)
     if not json:
-        check_mod.show_rows(rows, json=False)
+        show_check_rows(rows, json=False)
     targets = [row.update_target for row in rows if row.outdated]
     report: dict[str, Any] | None = None
     try:
