@@ -27,7 +27,7 @@ from .indexcache import clear_cache
 from .invoke_edge import closed_pipe
 from .plan import Plan, resolve
 from .runreport import RunReport, print_plan
-from .settings import Option, Part, Settings, options_for, options_read_by
+from .settings import Option, Part, Settings, options_read_by
 from .steps import BUILD, EXPORT, PULL_EXISTING, PUSH, REPAIR, Step
 
 # The parts of the work each task runs. Its flags are the settings those parts read: each
@@ -71,7 +71,7 @@ def load_settings(c: Context, flags: Mapping[str, Any]) -> Settings:
 
 
 def _flag_options(name: str) -> tuple[Option, ...]:
-    return tuple(o for o in options_for(GROUPS[name]) if o.flag)
+    return tuple(o for o in options_read_by(TASK_PARTS[name]) if o.flag)
 
 
 def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
