@@ -9,7 +9,7 @@ Why an uncompressed layer: wheels are zip files, so gzip saves next to nothing,
 while its output depends on the zlib build. A plain tar makes the same wheels give
 the same digests on every machine, so a rebuild uploads nothing.
 
-Pure: this module writes the blobs and manifests (and reads a layer back into wheels);
+No registry here: this module makes the blobs and manifests (and unpacks a layer into wheels);
 ``images.py`` pushes and pulls them over a :class:`~wheeltasks.registry.RegistryClient`.
 """
 
