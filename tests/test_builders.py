@@ -74,8 +74,8 @@ def test_newest_python_from_a_real_registry(tmp_path: Path, registry_plain: Regi
     assert builders.newest_builder_python(cleaned) == "3.14"
 
 
-def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, "127.0.0.1:9/nothing/here:{python}")
+def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     assert builders.newest_builder_python(settings) == "3.12"
 
 
@@ -107,7 +107,12 @@ def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_p
     assert args["BUILDER"] == f"{name}@{digests['arm64']}" and args["BUILD_BUILDER"] == f"{name}@{digests['amd64']}"
 
 
-TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # unreachable: only the cache can answer
+TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # only the cache can answer (and it does: nothing is asked)
+
+
+def unreachable(port: int) -> str:
+    """A builder template on a loopback port nothing listens on: the fallback is what answers."""
+    return f"127.0.0.1:{port}/nothing/here:{{python}}"
 
 
 @pytest.mark.parametrize(
@@ -128,8 +133,8 @@ TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # unreachable: only the cache ca
         ["3.14"],
     ],
 )
-def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any) -> None:
-    settings = settings_for(tmp_path, TEMPLATE)
+def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     key = f"{settings.builder_image} {settings.alpine_version}"
     if isinstance(entry, dict) and entry.get("at") == "NOW":
         entry = {**entry, "at": time.time()}
@@ -139,8 +144,8 @@ def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any)
 
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b"\xff\xfe", b"[" * 100_000, b'"text"'])
-def test_a_cache_file_of_the_wrong_shape_is_ignored(tmp_path: Path, content: bytes) -> None:
-    settings = settings_for(tmp_path, TEMPLATE)
+def test_a_cache_file_of_the_wrong_shape_is_ignored(tmp_path: Path, content: bytes, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_bytes(content)
     assert builders.newest_builder_python(settings) == "3.12"
@@ -154,8 +159,8 @@ def test_a_good_cache_entry_is_used(tmp_path: Path) -> None:
     assert builders.newest_builder_python(settings) == "3.14"
 
 
-def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, TEMPLATE)
+def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     settings.cache_dir.mkdir(parents=True)
     os.mkfifo(settings.cache_dir / builders.CACHE_FILE)
     started = time.monotonic()

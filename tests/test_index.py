@@ -228,8 +228,8 @@ def test_stale_answer_is_used_when_the_index_fails_with_5xx(
     assert "HTTP 503" in caplog.text
 
 
-def test_index_down_and_nothing_cached_is_a_clear_error(index_settings: MakeSettings) -> None:
-    url = f"http://127.0.0.1:{free_port()}/simple/"
+def test_index_down_and_nothing_cached_is_a_clear_error(index_settings: MakeSettings, closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/simple/"
     with pytest.raises(RemoteError, match=r"^could not reach the package index .* nothing is cached: check PYPI_INDEX") as caught:
         client_for(index_settings, url).latest("wtplain", None)
     assert caught.value.exit_code == 4
