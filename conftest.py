@@ -2,7 +2,8 @@
 
 Markers say what a test needs, and are given from the fixtures it uses (so they cannot
 be forgotten): ``docker`` for the Docker engine and the fixture builders, ``services``
-for servers a test starts on 127.0.0.1 (pypiserver, static index, docker-registry).
+for servers a test starts on 127.0.0.1 (pypiserver, static index, docker-registry, the
+fault servers, a rate limiter) and for a loopback port a test reaches where nothing listens.
 ``network`` (the public package index) is marked by hand. Tests with none of them are
 pure and run in seconds: ``python3 -m pytest -m 'not docker and not services and not network'``.
 """
@@ -16,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures_registry",
     "tests.fixtures_docker",
     "tests.fixtures_engines",
+    "tests.fault_servers",
 ]
 
 DOCKER_FIXTURES = frozenset({
@@ -24,6 +26,7 @@ DOCKER_FIXTURES = frozenset({
 SERVICE_FIXTURES = frozenset({
     "fixture_dists", "pypiserver_process", "index_server", "make_index_server", "static_index",
     "registry_factory", "registry_plain", "registry_basic", "registry_token", "registry_restartable",
+    "fault_server", "closed_port", "rate_limiter",
 })
 
 

@@ -40,10 +40,28 @@ if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
 update-binfmts --enable >/dev/null 2>&1 || true
-if [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+# The handlers this host needs: one per architecture of the product's table that this
+# machine's CPU does not run itself (an x86_64 host runs i386 natively, and Debian registers
+# no handler for it). This script runs before the package is installed, so it reads the
+# table from the file written from it (wheeltasks/data/arches.tsv; tests/test_targets.py
+# keeps it current), not from Python.
+ARCHES_TSV="$(dirname "$0")/../wheeltasks/data/arches.tsv"
+if [ ! -r "$ARCHES_TSV" ]; then
+    echo "binfmt: cannot read the architecture table $ARCHES_TSV" >&2
+    exit 1
+fi
+mapfile -t QEMU_HANDLERS < <(awk -F'\t' -v machine="$(uname -m)" '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    {
+        own = 0
+        n = split($col["NATIVE"], native, " ")
+        for (i = 1; i <= n; i++) if (native[i] == machine) own = 1
+        if (!own && !seen[$col["QEMU"]]++) print "qemu-" $col["QEMU"]
+    }' "$ARCHES_TSV")
+if [ "${#QEMU_HANDLERS[@]}" -eq 0 ] || [ -e "/proc/sys/fs/binfmt_misc/${QEMU_HANDLERS[0]}" ]; then
     say "binfmt: qemu handlers enabled"
 else
-    echo "binfmt: no qemu-aarch64 handler after update-binfmts --enable" >&2
+    echo "binfmt: no ${QEMU_HANDLERS[0]} handler after update-binfmts --enable" >&2
     exit 1
 fi
 
@@ -168,8 +186,7 @@ for cmd in docker dockerd docker-registry mmdebstrap arch-test skopeo htpasswd c
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 HOME=/nonexistent docker buildx version >/dev/null 2>&1 || missing+=("docker-buildx (system-wide)")
-# (no qemu-i386: an x86_64 host runs i386 natively, and Debian registers no handler for it)
-for handler in qemu-aarch64 qemu-arm qemu-ppc64le qemu-s390x qemu-riscv64; do
+for handler in "${QEMU_HANDLERS[@]}"; do
     [ -e "/proc/sys/fs/binfmt_misc/$handler" ] || missing+=("binfmt:$handler")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

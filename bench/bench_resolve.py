@@ -19,9 +19,10 @@ import time
 
 import requests
 
-from wheeltasks import index
-from wheeltasks.index import ACCEPT, IndexClient, group_releases, newest_installable, parse_html_page, parse_json_page
-from wheeltasks.plan import default_targets, newest_python
+from wheeltasks import index, pages
+from wheeltasks.index import IndexClient
+from wheeltasks.pages import ACCEPT, group_releases, newest_installable, parse_html_page, parse_json_page
+from wheeltasks.plan import default_targets
 from wheeltasks.settings import Settings
 
 
@@ -39,8 +40,8 @@ def baseline(settings: Settings, modules: list[str], python: str) -> dict[str, s
 
 def timed(func, *args):  # type: ignore[no-untyped-def]
     # Each phase starts as a fresh process would: no parsed versions memoised yet.
-    index._version.cache_clear()
-    index.parse_requires_python.cache_clear()
+    pages._version.cache_clear()
+    pages.parse_requires_python.cache_clear()
     started = time.perf_counter()
     result = func(*args)
     return time.perf_counter() - started, result
@@ -60,7 +61,7 @@ def main() -> None:
             settings = Settings.load({}, {**env, "WHEELTASKS_CACHE_DIR": cache}, {})
             # The projects on the index (the default modules without their SSL suffixes).
             modules = sorted({t.module for t in default_targets(settings, "all")})
-            python = newest_python(settings)
+            python = settings.newest_default_python
             seconds, expected = timed(baseline, settings, modules, python)
             runs["baseline"].append(seconds)
             seconds, cold = timed(IndexClient(settings).latest_many, modules, python)

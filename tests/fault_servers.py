@@ -6,7 +6,8 @@ garbage with a 200, rate-limit, hand out a garbage token, or page tags forever. 
 the real server can show a fault (a redirect, a layer that is a gzip bomb or not a tar),
 the tests use the real server instead.
 
-A :class:`FaultServer` answers each path with the behaviour routed to the longest
+The ``fault_server`` fixture starts one per test (a plugin of ``conftest.py``, which
+marks its tests ``services``). A :class:`FaultServer` answers each path with the behaviour routed to the longest
 matching prefix; each behaviour is a function ``(request) -> None`` that writes the
 answer. Behaviours that wait (``hang``, ``drip``) end when the server stops.
 """
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 Request = http.server.BaseHTTPRequestHandler
 Behaviour = Callable[[Request], None]
 
@@ -34,6 +37,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 class FaultServer:
@@ -75,7 +79,7 @@ class FaultServer:
 
     def dispatch(self, request: Request) -> None:
         path = urlsplit(request.path).path
-        self.seen.append(Seen(request.command, request.path, dict(request.headers.items())))
+        self.seen.append(Seen(request.command, request.path, dict(request.headers.items()), time.monotonic()))
         matches = [p for p in self.routes if path.startswith(p)]
         behaviour = self.routes[max(matches, key=len)] if matches else status(404)
         try:
@@ -85,6 +89,19 @@ class FaultServer:
 
     def requested(self, prefix: str) -> list[Seen]:
         return [s for s in self.seen if urlsplit(s.path).path.startswith(prefix)]
+
+    def mark(self) -> int:
+        """A point in the requests seen, for :meth:`seconds_since`."""
+        return len(self.seen)
+
+    def seconds_since(self, mark: int, started: float) -> float:
+        """Seconds from the first request seen after ``mark`` until now, else from ``started``.
+
+        Deadline tests measure from there: REMOTE_TIMEOUT bounds the remote operation, not
+        what a loaded machine does before it reaches the server (a client, a cache, a thread).
+        """
+        first = self.seen[mark].at if len(self.seen) > mark else started
+        return time.monotonic() - first
 
     def wait_for(self, prefix: str, timeout: float = 30.0) -> bool:
         end = time.monotonic() + timeout
@@ -98,6 +115,14 @@ class FaultServer:
         self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    """A fault server on a free loopback port, stopped (its waiting behaviours ended) after the test."""
+    fault = FaultServer()
+    yield fault
+    fault.stop()
 
 
 # ---- answers ---------------------------------------------------------------------------

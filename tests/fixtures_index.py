@@ -333,6 +333,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (free a moment ago), for what an unreachable index or
+    registry does. Such a test reaches the loopback network: conftest marks it ``services``."""
+    return free_port()
+
+
 class PypiServer:
     """A pypiserver subprocess on 127.0.0.1 that can be stopped and started again (same port)."""
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -86,3 +89,45 @@ def wheeltasks_cli(env: dict[str, str], *args: str, timeout: int = 3000) -> subp
                           capture_output=True, text=True, timeout=timeout)
     sys.stderr.write(done.stderr[-5000:])
     return done
+
+
+# ---- stopping a running command -----------------------------------------------------------
+
+# Only to end a command that never stops: a stop slower than its promise is reported with
+# its time (and fails on the promise), not cut short as a timeout of the test's own.
+STOP_LIMIT = 60.0
+
+
+def stop_and_time(
+    process: subprocess.Popen[str], signum: int, *, group: bool = False, limit: float = STOP_LIMIT
+) -> tuple[float, str, str]:
+    """Send ``signum`` to a command (to its process group with ``group``, as a terminal's
+    Ctrl-C does) and return the seconds from the signal to the command's exit, with its stdout
+    and stderr. The pipes are read on threads meanwhile, so neither a full pipe nor one that
+    something else holds open counts against the time: what the promise bounds is the exit."""
+    chunks: dict[str, list[str]] = {"out": [], "err": []}
+
+    def drain(name: str, stream: Any) -> None:
+        if stream is not None:
+            chunks[name].append(stream.read())
+
+    readers = [threading.Thread(target=drain, args=(name, stream), daemon=True)
+               for name, stream in (("out", process.stdout), ("err", process.stderr))]
+    for reader in readers:
+        reader.start()
+    sent = time.monotonic()
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    try:
+        process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+    took = time.monotonic() - sent
+    for reader in readers:
+        reader.join(limit)
+    return took, "".join(chunks["out"]), "".join(chunks["err"])

@@ -15,9 +15,10 @@ from tests.fixtures_registry import RegistryServer
 from tests.helpers import make_wheel
 from wheeltasks import builders
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.images import config_blob, image_manifest, layer_tar
+from wheeltasks.imageformat import config_blob, image_manifest, layer_tar
 from wheeltasks.job import make_job
-from wheeltasks.registry import OCI_MANIFEST, RegistryClient
+from wheeltasks.oci import OCI_MANIFEST
+from wheeltasks.registry import RegistryClient
 from wheeltasks.settings import Kind, Settings
 from wheeltasks.targets import get_arch
 
@@ -64,18 +65,18 @@ def test_newest_python_from_a_real_registry(tmp_path: Path, registry_plain: Regi
     for tag in ("3.11-alpine3.22", "3.13-alpine3.22", "3.14-alpine3.21", "latest"):
         client.put_manifest(repo, tag, OCI_MANIFEST, image_manifest(config, layer, {}))
     settings = settings_for(tmp_path, f"{registry_plain.host}/{repo}:{{python}}-alpine{{alpine}}", ALPINE_VERSION="3.22")
-    assert builders.newest_python(settings) == "3.13"  # newer than PYTHON_VERSIONS' 3.12; 3.14 is another Alpine
+    assert builders.newest_builder_python(settings) == "3.13"  # newer than PYTHON_VERSIONS' 3.12; 3.14 is another Alpine
     # Cached: a new tag is not seen until the cache expires or CLEAN_CACHE.
     client.put_manifest(repo, "3.14-alpine3.22", OCI_MANIFEST, image_manifest(config, layer, {}))
-    assert builders.newest_python(settings) == "3.13"
+    assert builders.newest_builder_python(settings) == "3.13"
     cleaned = settings_for(tmp_path, f"{registry_plain.host}/{repo}:{{python}}-alpine{{alpine}}",
                            ALPINE_VERSION="3.22", CLEAN_CACHE="1")
-    assert builders.newest_python(cleaned) == "3.14"
+    assert builders.newest_builder_python(cleaned) == "3.14"
 
 
-def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, "127.0.0.1:9/nothing/here:{python}")
-    assert builders.newest_python(settings) == "3.12"
+def test_unreachable_builder_registry_falls_back_to_python_versions(tmp_path: Path, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
+    assert builders.newest_builder_python(settings) == "3.12"
 
 
 def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_plain: RegistryServer) -> None:
@@ -106,7 +107,12 @@ def test_each_platform_builder_is_named_by_its_digest(tmp_path: Path, registry_p
     assert args["BUILDER"] == f"{name}@{digests['arm64']}" and args["BUILD_BUILDER"] == f"{name}@{digests['amd64']}"
 
 
-TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # unreachable: only the cache can answer
+TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # only the cache can answer (and it does: nothing is asked)
+
+
+def unreachable(port: int) -> str:
+    """A builder template on a loopback port nothing listens on: the fallback is what answers."""
+    return f"127.0.0.1:{port}/nothing/here:{{python}}"
 
 
 @pytest.mark.parametrize(
@@ -127,22 +133,22 @@ TEMPLATE = "127.0.0.1:9/nothing/here:{python}"  # unreachable: only the cache ca
         ["3.14"],
     ],
 )
-def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any) -> None:
-    settings = settings_for(tmp_path, TEMPLATE)
+def test_a_cache_entry_of_the_wrong_shape_is_ignored(tmp_path: Path, entry: Any, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     key = f"{settings.builder_image} {settings.alpine_version}"
     if isinstance(entry, dict) and entry.get("at") == "NOW":
         entry = {**entry, "at": time.time()}
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_text(json.dumps({key: entry}, allow_nan=True))
-    assert builders.newest_python(settings) == "3.12"  # PYTHON_VERSIONS' newest, as with no cache
+    assert builders.newest_builder_python(settings) == "3.12"  # PYTHON_VERSIONS' newest, as with no cache
 
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b"\xff\xfe", b"[" * 100_000, b'"text"'])
-def test_a_cache_file_of_the_wrong_shape_is_ignored(tmp_path: Path, content: bytes) -> None:
-    settings = settings_for(tmp_path, TEMPLATE)
+def test_a_cache_file_of_the_wrong_shape_is_ignored(tmp_path: Path, content: bytes, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_bytes(content)
-    assert builders.newest_python(settings) == "3.12"
+    assert builders.newest_builder_python(settings) == "3.12"
 
 
 def test_a_good_cache_entry_is_used(tmp_path: Path) -> None:
@@ -150,15 +156,15 @@ def test_a_good_cache_entry_is_used(tmp_path: Path) -> None:
     key = f"{settings.builder_image} {settings.alpine_version}"
     settings.cache_dir.mkdir(parents=True)
     (settings.cache_dir / builders.CACHE_FILE).write_text(json.dumps({key: {"at": time.time(), "pythons": ["3.13", "3.14"]}}))
-    assert builders.newest_python(settings) == "3.14"
+    assert builders.newest_builder_python(settings) == "3.14"
 
 
-def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, TEMPLATE)
+def test_a_fifo_in_place_of_the_cache_is_not_read(tmp_path: Path, closed_port: int) -> None:
+    settings = settings_for(tmp_path, unreachable(closed_port))
     settings.cache_dir.mkdir(parents=True)
     os.mkfifo(settings.cache_dir / builders.CACHE_FILE)
     started = time.monotonic()
-    assert builders.newest_python(settings) == "3.12"
+    assert builders.newest_builder_python(settings) == "3.12"
     assert time.monotonic() - started < 20  # the fallback's own look-up, never a blocked read
 
 

@@ -19,10 +19,12 @@ import pytest
 
 from tests.fixtures_engines import DATA_ROOT, SOCKET, TestEngine, build_records, ran_on
 from tests.helpers import make_settings
-from wheeltasks import docker_engine, engines
+from wheeltasks import buildx, docker_engine, enginereport
+from wheeltasks.buildx import ListedBuilder, ListedNode
 from wheeltasks.docker_engine import Endpoint
-from wheeltasks.engines import BuilderMap, Engines, ListedBuilder, ListedNode, parse_builders, platform_key
+from wheeltasks.engines import BuilderMap, Engines, parse_builders
 from wheeltasks.errors import RemoteError, WheelTasksError
+from wheeltasks.platforms import platform_key
 from wheeltasks.settings import Cross
 from wheeltasks.targets import get_arch, host_machine
 
@@ -167,7 +169,7 @@ def test_builders_setting_comes_through_settings(tmp_path: Path) -> None:
 
 
 def test_parse_ls_lists_each_builder_once_in_order() -> None:
-    listed = engines.parse_ls(LS_TWO_ENGINES)
+    listed = buildx.parse_ls(LS_TWO_ENGINES)
     assert [b.name for b in listed] == ["default", "wheeltasks-engine2"]
     node = listed[1].nodes[0]
     assert (node.name, node.endpoint, node.status) == ("wheeltasks-engine2", "wheeltasks-engine2", "running")
@@ -176,7 +178,7 @@ def test_parse_ls_lists_each_builder_once_in_order() -> None:
 
 
 def test_parse_ls_keeps_errors_of_builders_and_nodes() -> None:
-    multi, dead = engines.parse_ls(LS_MULTI_NODE)
+    multi, dead = buildx.parse_ls(LS_MULTI_NODE)
     assert multi.driver == "docker-container"
     assert [(n.name, n.status, n.platforms) for n in multi.nodes] == [
         ("amd-node", "inactive", ("linux/amd64",)),
@@ -189,26 +191,26 @@ def test_parse_ls_keeps_errors_of_builders_and_nodes() -> None:
 
 def test_parse_ls_takes_a_json_array_too() -> None:
     array = "[" + ",".join(LS_TWO_ENGINES.splitlines()) + "]"
-    assert [b.name for b in engines.parse_ls(array)] == ["default", "wheeltasks-engine2"]
+    assert [b.name for b in buildx.parse_ls(array)] == ["default", "wheeltasks-engine2"]
 
 
 def test_parse_ls_says_to_upgrade_buildx_on_a_table() -> None:
     with pytest.raises(WheelTasksError, match=r"upgrade buildx to 0\.13"):
-        engines.parse_ls("NAME/NODE     DRIVER/ENDPOINT   STATUS\ndefault *  docker\n")
+        buildx.parse_ls("NAME/NODE     DRIVER/ENDPOINT   STATUS\ndefault *  docker\n")
 
 
 def test_parse_inspect_name() -> None:
-    assert engines.parse_inspect_name(INSPECT_DEFAULT) == "default"
-    assert engines.parse_inspect_name("") is None
+    assert buildx.parse_inspect_name(INSPECT_DEFAULT) == "default"
+    assert buildx.parse_inspect_name("") is None
 
 
 def test_parse_context_with_and_without_tls() -> None:
-    assert engines.parse_context(CONTEXT_TLS) == Endpoint(
+    assert buildx.parse_context(CONTEXT_TLS) == Endpoint(
         host="tcp://127.0.0.1:2376", tls_dir="/root/.docker/contexts/tls/4d73/docker", context="wt-tls-rec"
     )
-    assert engines.parse_context(CONTEXT_PLAIN) == Endpoint(host=ENGINE2_HOST, context="wheeltasks-engine2")
-    assert engines.parse_context("[]") is None
-    assert engines.parse_context("not json") is None
+    assert buildx.parse_context(CONTEXT_PLAIN) == Endpoint(host=ENGINE2_HOST, context="wheeltasks-engine2")
+    assert buildx.parse_context("[]") is None
+    assert buildx.parse_context("not json") is None
 
 
 # ---- routing on recorded builders (pure) ---------------------------------------------
@@ -232,8 +234,8 @@ def recorded(text: str, machines: dict[str, str], current: str = "default") -> E
         return machines[endpoint.host]
 
     return Engines(tuple(
-        engines.resolve_builder(b, current=b.name == current, probe=probe, contexts=CONTEXTS.get)
-        for b in engines.parse_ls(text)
+        buildx.resolve_builder(b, current=b.name == current, probe=probe, contexts=CONTEXTS.get)
+        for b in buildx.parse_ls(text)
     ))
 
 
@@ -290,7 +292,7 @@ def test_a_remote_buildkit_node_is_native_for_the_platform_it_lists_first() -> N
         name="farm", driver="remote",
         nodes=(ListedNode("farm0", "tcp://127.0.0.1:1234", "running", ("linux/arm64", "linux/amd64")),),
     )
-    node = engines.resolve_builder(listed, current=False, probe=None, contexts=CONTEXTS.get).nodes[0]
+    node = buildx.resolve_builder(listed, current=False, probe=None, contexts=CONTEXTS.get).nodes[0]
     assert node.engine is None  # no Docker engine: its containers run on the default engine
     assert node.native("linux/arm64/v8")
     assert not node.native("linux/amd64")
@@ -299,7 +301,7 @@ def test_a_remote_buildkit_node_is_native_for_the_platform_it_lists_first() -> N
 def test_report_names_native_emulated_and_the_fallbacks() -> None:
     found = recorded(LS_TWO_ENGINES + LS_MULTI_NODE, {"unix:///var/run/docker.sock": "x86_64", ENGINE2_HOST: "aarch64"})
     mapping = parse_builders(("linux/arm64=wheeltasks-engine2", "linux/riscv64=wt-dead"))
-    text = engines.render(found, mapping, Cross.AUTO)
+    text = enginereport.render(found, mapping, Cross.AUTO)
     assert "  default (docker driver, current)" in text
     assert "node wheeltasks-engine2 at unix:///run/wheeltasks-engine2.sock (context wheeltasks-engine2), running, aarch64: reachable" in text
     assert "emulated (QEMU): linux/arm64, linux/riscv64" in text
@@ -307,8 +309,8 @@ def test_report_names_native_emulated_and_the_fallbacks() -> None:
     assert "linux/arm64/v8  wheeltasks-engine2/wheeltasks-engine2  native" in text
     assert "linux/s390x     default/default  no native node: cross-compiled (CROSS=auto), emulated with QEMU" in text
     assert "linux/riscv64   -  cannot build: builder 'wt-dead'" in text
-    assert "no native node: emulated with QEMU (CROSS=never)" in engines.render(found, mapping, Cross.NEVER)
-    data = engines.to_json(found, mapping, Cross.ALWAYS)
+    assert "no native node: emulated with QEMU (CROSS=never)" in enginereport.render(found, mapping, Cross.NEVER)
+    data = enginereport.to_json(found, mapping, Cross.ALWAYS)
     json.dumps(data)
     rows = {row["arch"]: row for row in data["platforms"]}
     assert rows["arm64v8"]["route"]["native"] is True
@@ -334,7 +336,7 @@ def test_second_engine_answers_beside_the_first(second_engine: TestEngine, first
 
 
 def test_both_engines_are_listed_with_their_endpoints_and_platforms(second_engine: TestEngine, first_engine: TestEngine) -> None:
-    found = engines.discover()
+    found = buildx.discover()
     second = found.builder(second_engine.name)
     assert second.driver == "docker"
     [node] = second.nodes
@@ -350,21 +352,21 @@ def test_both_engines_are_listed_with_their_endpoints_and_platforms(second_engin
 
 def test_builders_route_platforms_to_engines(second_engine: TestEngine, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, {"BUILDERS": f"linux/arm64={second_engine.name},linux/amd64=default"})
-    builder_for = engines.router(settings)
+    builder_for = buildx.router(settings)
     arm = builder_for("linux/arm64/v8")
     assert (arm.builder.name, arm.engine, arm.native) == (second_engine.name, second_engine.endpoint, False)
     amd = builder_for("linux/amd64")
     assert (amd.builder.name, amd.native) == ("default", True)
-    current = engines.discover().current
+    current = buildx.discover().current
     assert current is not None and builder_for("linux/arm/v7").builder.name == current.name
-    everything = engines.router(make_settings(tmp_path, {"BUILDERS": second_engine.name}))
+    everything = buildx.router(make_settings(tmp_path, {"BUILDERS": second_engine.name}))
     assert {everything(a.platform).builder.name for a in map(get_arch, ("amd64", "arm64", "s390x"))} == {second_engine.name}
 
 
 def test_builders_naming_an_unknown_builder_fail_before_any_job(tmp_path: Path, first_engine: TestEngine) -> None:
     settings = make_settings(tmp_path, {"BUILDERS": "linux/arm64=no-such-builder-here"})
     with pytest.raises(WheelTasksError, match="BUILDERS names builder 'no-such-builder-here', which buildx does not know"):
-        engines.router(settings)
+        buildx.router(settings)
 
 
 @pytest.fixture
@@ -381,12 +383,12 @@ def dead_context(tmp_path: Path, first_engine: TestEngine) -> Iterator[tuple[str
 
 def test_an_unreachable_builder_is_named_in_the_error(dead_context: tuple[str, str], tmp_path: Path) -> None:
     name, host = dead_context
-    builder_for = engines.router(make_settings(tmp_path, {"BUILDERS": f"linux/arm64={name}"}))
+    builder_for = buildx.router(make_settings(tmp_path, {"BUILDERS": f"linux/arm64={name}"}))
     with pytest.raises(RemoteError, match=rf"builder '{name}' at {host} \(context {name}\) cannot be reached \(Cannot connect") as caught:
         builder_for("linux/arm64/v8")
     assert "\n" not in str(caught.value)
     assert builder_for("linux/amd64").builder.name != name  # the other platforms still route
-    text = engines.render(engines.discover(), parse_builders(()), Cross.AUTO)
+    text = enginereport.render(buildx.discover(), parse_builders(()), Cross.AUTO)
     assert f"  {name} (docker driver)\n    node {name} at {host} (context {name}), error, machine unknown: unreachable: Cannot connect" in text
 
 
@@ -401,7 +403,7 @@ def test_an_unreachable_node_of_a_multi_node_builder_is_named(second_engine: Tes
         # buildx refuses to append a node it cannot reach: append while the engine answers, then move it away.
         run("buildx", "create", "--name", builder, "--append", "--node", "arm-node", "--platform", "linux/arm64", context)
         run("context", "update", context, "--docker", f"host=unix://{tmp_path}/gone.sock")
-        builder_for = engines.router(make_settings(tmp_path, {"BUILDERS": builder}))
+        builder_for = buildx.router(make_settings(tmp_path, {"BUILDERS": builder}))
         amd = builder_for("linux/amd64")
         assert (amd.node.name, amd.node.status, amd.native) == ("amd-node", "inactive", True)
         where = rf"unix://{tmp_path}/gone.sock \(context {context}\)"
@@ -436,7 +438,7 @@ def test_a_build_routed_to_the_second_engine_runs_there_only(
         encoding="utf-8",
     )
     since = datetime.now(timezone.utc)
-    route = engines.router(make_settings(tmp_path, {"BUILDERS": f"linux/amd64={second_engine.name}"}))("linux/amd64")
+    route = buildx.router(make_settings(tmp_path, {"BUILDERS": f"linux/amd64={second_engine.name}"}))("linux/amd64")
     out = tmp_path / "out"
     command = [*route.buildx_build(), "--platform", "linux/amd64", "--network", "host", "--progress", "plain",
                "--output", f"type=local,dest={out}", str(context)]
@@ -451,9 +453,9 @@ def test_a_build_routed_to_the_second_engine_runs_there_only(
 
 def test_engines_report_on_real_engines(second_engine: TestEngine, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, {"BUILDERS": f"linux/arm64={second_engine.name}", "ARCHES": "amd64,arm64"})
-    text = engines.report(settings)
+    text = enginereport.report(settings)
     assert f"  {second_engine.name} (docker driver)" in text
     assert f"linux/arm64/v8  {second_engine.name}/{second_engine.name}  no native node: cross-compiled (CROSS=auto)" in text
-    data = json.loads(engines.report(settings, as_json=True))
+    data = json.loads(enginereport.report(settings, as_json=True))
     assert [row["arch"] for row in data["platforms"]] == ["amd64", "arm64v8"]
     assert data["platforms"][1]["route"]["docker_host"] == second_engine.host

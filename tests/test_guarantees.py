@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests.fixtures_registry import PASSWORD, USERNAME, RegistryServer
-from tests.helpers import e2e_env, wheeltasks_cli
+from tests.helpers import e2e_env, stop_and_time, wheeltasks_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -146,23 +146,19 @@ def interrupt_when(
 ) -> tuple[float, str]:
     """Send SIGINT to the process group (as a terminal's Ctrl-C does) once ``ready()``, or
     another signal to the process alone (as ``kill`` or a CI runner's timeout does);
-    return how long the process took to exit, and its stderr."""
+    return how long the process took to exit after the signal (the event the promise
+    bounds: not the wait for ``ready``, nor the reading of its pipes), and its stderr."""
     started = time.monotonic()
     while not ready():
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.monotonic() - started < limit, "never reached the point to interrupt"
         time.sleep(0.05)
-    sent = time.monotonic()
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        process.send_signal(signum)
     try:
-        _, err = process.communicate(timeout=30)
+        took, _, err = stop_and_time(process, signum, group=signum == signal.SIGINT)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    return time.monotonic() - sent, err
+    return took, err
 
 
 def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -21,14 +21,9 @@ from tests.fixtures_index import (
     free_port,
 )
 from wheeltasks.errors import RemoteError, WheelTasksError
-from wheeltasks.index import (
-    ACCEPT,
-    IndexClient,
-    Release,
-    cache_path,
-    clear_cache,
-    parse_html_page,
-)
+from wheeltasks.index import IndexClient
+from wheeltasks.indexcache import cache_path, clear_cache
+from wheeltasks.pages import ACCEPT, Release, parse_html_page
 from wheeltasks.settings import Settings
 
 MakeSettings = Callable[..., Settings]
@@ -36,8 +31,15 @@ LAYOUTS = ("json", "html", "both")
 
 
 def client_for(index_settings: MakeSettings, url: str | None, **kwargs: Any) -> IndexClient:
+    """A client of ``url``; ``expire_after``, ``clock`` and ``sleep`` go to the client, the rest
+    to its settings."""
+    given = {name: kwargs.pop(name) for name in ("clock", "sleep") if name in kwargs}
     expire_after = kwargs.pop("expire_after", None)
-    return IndexClient(index_settings(url, **kwargs), expire_after=expire_after)
+    return IndexClient(index_settings(url, **kwargs), expire_after=expire_after, **given)
+
+
+def no_sleep(seconds: float) -> None:
+    """Retries without their backoff: what is tested is that they happen."""
 
 
 # ---- version rules (static index: JSON, HTML and negotiated) ---------------------------
@@ -197,8 +199,11 @@ def test_stale_answer_is_used_when_the_index_is_down(
     server = make_index_server()
     assert client_for(index_settings, server.url, expire_after=1).latest("wtplain", None) == Version("1.5.0")
     server.stop()
-    time.sleep(1.2)  # past the expiry: the client tries the network first
-    client = client_for(index_settings, server.url, expire_after=1)
+
+    def later() -> datetime:  # past the expiry: the client tries the network first
+        return datetime.now(timezone.utc) + timedelta(seconds=2)
+
+    client = client_for(index_settings, server.url, expire_after=1, clock=later, sleep=no_sleep)
     with caplog.at_level(logging.WARNING, logger="wheeltasks.index"):
         assert client.latest("wtplain", None) == Version("1.5.0")
     assert client.network_requests == 3  # the first try and two retries of the refused connection
@@ -210,12 +215,12 @@ def test_stale_answer_is_used_when_the_index_fails_with_5xx(
     static_index: StaticIndex, index_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = static_index.url("json")
-    assert client_for(index_settings, url, expire_after=1).latest("wtbulk3", None) == Version("1.3.0")
-    time.sleep(1.2)
+    # Stored already expired: the next client asks the index first.
+    assert client_for(index_settings, url, expire_after=0).latest("wtbulk3", None) == Version("1.3.0")
     static_index.fail("json")
     try:
         with caplog.at_level(logging.WARNING, logger="wheeltasks.index"):
-            assert client_for(index_settings, url, expire_after=1).latest("wtbulk3", None) == Version("1.3.0")
+            assert client_for(index_settings, url, expire_after=1, sleep=no_sleep).latest("wtbulk3", None) == Version("1.3.0")
         with pytest.raises(RemoteError, match=r"could not reach .* for wtbulk4 \(HTTP 503\) and nothing is cached"):
             client_for(index_settings, url).latest("wtbulk4", None)
     finally:
@@ -223,8 +228,8 @@ def test_stale_answer_is_used_when_the_index_fails_with_5xx(
     assert "HTTP 503" in caplog.text
 
 
-def test_index_down_and_nothing_cached_is_a_clear_error(index_settings: MakeSettings) -> None:
-    url = f"http://127.0.0.1:{free_port()}/simple/"
+def test_index_down_and_nothing_cached_is_a_clear_error(index_settings: MakeSettings, closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/simple/"
     with pytest.raises(RemoteError, match=r"^could not reach the package index .* nothing is cached: check PYPI_INDEX") as caught:
         client_for(index_settings, url).latest("wtplain", None)
     assert caught.value.exit_code == 4
@@ -309,7 +314,7 @@ def test_public_index_cffi(index_settings: MakeSettings) -> None:
     ],
 )
 def test_only_true_or_a_reason_yanks_a_json_file(value: Any, yanked: bool, reason: str) -> None:
-    from wheeltasks.index import parse_json_page
+    from wheeltasks.pages import parse_json_page
 
     page = {"meta": {"api-version": "1.0"}, "files": [{"filename": "wtx-1.0.tar.gz", "yanked": value}]}
     (found,) = parse_json_page("wtx", json.dumps(page))

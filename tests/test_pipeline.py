@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,11 +15,12 @@ import pytest
 from packaging.version import Version
 
 from tests.helpers import fake_wheel, make_settings
-from wheeltasks import pipeline, running
+from wheeltasks import pipeline, running, scheduler, steps
 from wheeltasks.errors import Stopped, WheelTasksError
+from wheeltasks.flow import Outcome, build_decision, wants_self_pull
 from wheeltasks.job import Job, make_job
-from wheeltasks.pipeline import BuildDecision, build_decision, wants_self_pull
 from wheeltasks.plan import Plan
+from wheeltasks.runreport import REPORT_FILE, JobResult
 from wheeltasks.settings import Kind, Settings
 from wheeltasks.targets import get_arch
 from wheeltasks.workdir import State, WorkDir
@@ -46,15 +48,15 @@ def test_self_pull_decision(tmp_path: Path, env: dict[str, str], state: State, p
 @pytest.mark.parametrize(
     ("env", "state", "decision"),
     [
-        ({}, State.EMPTY, BuildDecision.BUILD),
-        ({}, State.BUILT, BuildDecision.BUILD),  # a build step always builds again
-        ({}, State.PULLED, BuildDecision.REUSE),
-        ({"NO_SELF_PULL": "1"}, State.PULLED, BuildDecision.BUILD),
-        ({"NO_BUILD": "1"}, State.EMPTY, BuildDecision.SKIP),
-        ({"NO_BUILD": "1"}, State.PULLED, BuildDecision.REUSE),
+        ({}, State.EMPTY, Outcome.BUILT),
+        ({}, State.BUILT, Outcome.BUILT),  # a build step always builds again
+        ({}, State.PULLED, Outcome.REUSED),
+        ({"NO_SELF_PULL": "1"}, State.PULLED, Outcome.BUILT),
+        ({"NO_BUILD": "1"}, State.EMPTY, Outcome.SKIPPED),
+        ({"NO_BUILD": "1"}, State.PULLED, Outcome.REUSED),
     ],
 )
-def test_build_decision(tmp_path: Path, env: dict[str, str], state: State, decision: BuildDecision) -> None:
+def test_build_decision(tmp_path: Path, env: dict[str, str], state: State, decision: Outcome) -> None:
     assert build_decision(make_settings(tmp_path, env=env), state) is decision
 
 
@@ -124,7 +126,7 @@ def test_a_failed_job_skips_its_dependents_and_the_run_goes_on(tmp_path: Path, c
     with pytest.raises(WheelTasksError, match=r"2 of 4 job\(s\) did not finish \(first: wtbroken1.0-py3.11-amd64\)") as caught:
         pipeline.run(settings, Plan((broken, child, fine, late)), steps=("repair",))
     assert caught.value.exit_code == 2  # a user error (nothing built) decides the code
-    report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
+    report = json.loads((settings.work_dir / REPORT_FILE).read_text())
     results = {job["module"]: job["result"] for job in report["jobs"]}
     assert results == {"wtbroken": "failed", "wtchild": "dependency failed", "wtfine": "done", "wtlate": "done"}
     assert "nothing built to repair" in report["jobs"][0]["error"]
@@ -138,7 +140,7 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     broken, child, fine, late = plan_with_a_failure(settings)
     with pytest.raises(WheelTasksError):
         pipeline.run(settings, Plan((broken, child, fine, late)), steps=("repair",))
-    report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
+    report = json.loads((settings.work_dir / REPORT_FILE).read_text())
     assert [job["module"] for job in report["jobs"]] == ["wtbroken"]
     assert fine.work.state() is State.BUILT
 
@@ -153,7 +155,7 @@ def test_parallel_runner_keeps_dependencies_and_core_first(tmp_path: Path) -> No
     for job in jobs:
         fake_wheel(job.work.built, f"{job.module}-1.0-cp311-cp311-linux_x86_64.whl")
     plan = Plan(jobs, core=frozenset({core.key}))
-    report = pipeline.Runner(settings, plan).run(("repair",), width=4)
+    report = scheduler.Runner(settings, plan).run(("repair",), width=4)
     results = {r.job.module: r for r in report.results}
     assert all(r.outcome == "done" for r in results.values())
     assert results["wtchild"].started >= results["wtdep"].ended
@@ -165,14 +167,14 @@ def test_parallel_run_with_a_failure_skips_dependents_only(tmp_path: Path) -> No
     settings = make_settings(tmp_path)
     broken, child, fine, late = plan_with_a_failure(settings)
     with pytest.raises(WheelTasksError, match=r"2 of 4 job\(s\) did not finish"):
-        pipeline.Runner(settings, Plan((broken, child, fine, late))).run(("repair",), width=3)
-    report = json.loads((settings.work_dir / pipeline.REPORT_FILE).read_text())
+        scheduler.Runner(settings, Plan((broken, child, fine, late))).run(("repair",), width=3)
+    report = json.loads((settings.work_dir / REPORT_FILE).read_text())
     assert {job["module"]: job["result"] for job in report["jobs"]} == {
         "wtbroken": "failed", "wtchild": "dependency failed", "wtfine": "done", "wtlate": "done"}
 
 
 def test_other_spellings_of_a_tag() -> None:
-    from wheeltasks.images import other_spellings
+    from wheeltasks.imageformat import other_spellings
     from wheeltasks.targets import SSL
 
     tags = ["PyNaCl1.5.0-py3.11", "PyNaCl1.5.0-py3.11-amd64", "pynacl1.5.0-py3.12", "PyNaCl1.4.0-py3.11",
@@ -189,8 +191,9 @@ def test_other_spellings_of_a_tag() -> None:
 def test_a_tag_in_the_projects_own_capitalisation_is_pulled(tmp_path: Path, registry_plain: Any) -> None:
     """The original system wrote tags like PyNaCl1.5.0-py3.11-amd64; such an image is this job's."""
     from tests.helpers import make_wheel
-    from wheeltasks.images import config_blob, image_manifest, layer_tar
-    from wheeltasks.registry import OCI_MANIFEST, RegistryClient
+    from wheeltasks.imageformat import config_blob, image_manifest, layer_tar
+    from wheeltasks.oci import OCI_MANIFEST
+    from wheeltasks.registry import RegistryClient
 
     settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{registry_plain.host}/caps"})
     job = make_job(settings, module="pynacl", version=Version("1.5.0"), python="3.11", arch=get_arch("amd64"),
@@ -238,7 +241,7 @@ def test_a_step_run_alone_on_nothing_names_what_to_run_first(
     if state is State.EMPTY:
         assert not settings.work_dir.exists()  # no report, no folder: nothing written
     else:
-        assert not (settings.work_dir / pipeline.REPORT_FILE).exists()
+        assert not (settings.work_dir / REPORT_FILE).exists()
 
 
 def test_a_step_alone_on_many_jobs_says_it_once(tmp_path: Path) -> None:
@@ -264,7 +267,7 @@ def test_a_libressl_export_needs_nothing(tmp_path: Path) -> None:
 
 
 def interrupted_runner(settings: Settings, width: int, monkeypatch: pytest.MonkeyPatch,
-                       first: int = signal.SIGINT) -> tuple[pipeline.Runner, list[Path], threading.Event]:
+                       first: int = signal.SIGINT) -> tuple[scheduler.Runner, list[Path], threading.Event]:
     """A runner whose repair step makes a staging folder and then waits (as a stuck pull
     would) until a signal, sent once every job is in it, stops the run; a second Ctrl-C
     comes while the run is stopping its builds."""
@@ -275,7 +278,7 @@ def interrupted_runner(settings: Settings, width: int, monkeypatch: pytest.Monke
     ready = threading.Barrier(width + 1 if width > 1 else 1)
     release = threading.Event()
 
-    def stuck_repair(self: pipeline.Runner, job: Job, result: pipeline.JobResult) -> None:
+    def stuck_repair(context: steps.Context, job: Job, result: JobResult) -> None:
         staged.append(job.work.staging("repaired"))
         (staged[-1] / "half.whl").write_bytes(b"half")
         if width > 1:
@@ -291,9 +294,9 @@ def interrupted_runner(settings: Settings, width: int, monkeypatch: pytest.Monke
         signal.raise_signal(signal.SIGINT)  # the impatient second Ctrl-C
         stop_all(wait)
 
-    monkeypatch.setattr(pipeline.Runner, "repair", stuck_repair)
     monkeypatch.setattr(running, "stop_all", stop_all_and_ctrl_c_again)
-    runner = pipeline.Runner(settings, Plan(jobs))
+    table = {**steps.BY_NAME, steps.REPAIR.name: dataclasses.replace(steps.REPAIR, run=stuck_repair)}
+    runner = scheduler.Runner(settings, Plan(jobs), steps=table)
     if width > 1:
         def signal_when_all_are_stuck() -> None:
             ready.wait(10)

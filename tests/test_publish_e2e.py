@@ -165,8 +165,9 @@ def test_legacy_per_arch_tag_is_pulled_and_used(
     registry_plain: RegistryServer,
 ) -> None:
     """Old images had one tag per arch: a dependency published only that way is used."""
-    from wheeltasks.images import canonical_json, image_manifest, layer_tar
-    from wheeltasks.registry import OCI_MANIFEST, RegistryClient, sha256_digest
+    from wheeltasks.imageformat import canonical_json, image_manifest, layer_tar
+    from wheeltasks.oci import OCI_MANIFEST, sha256_digest
+    from wheeltasks.registry import RegistryClient
 
     env, first, _ = published
     assert first.returncode == 0

@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +22,12 @@ from packaging.version import Version
 from tests.fixtures_registry import PASSWORD, USERNAME, RegistryServer
 from tests.helpers import make_wheel
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.images import (
-    LAYER_TAR,
-    OCI_CONFIG,
-    canonical_json,
-    config_blob,
-    image_manifest,
-    latest_tag_versions,
-    layer_tar,
-    pull_wheels,
-    push_wheels,
-)
+from wheeltasks.imageformat import canonical_json, config_blob, image_manifest, layer_tar
+from wheeltasks.images import latest_tag_versions, pull_wheels, push_wheels
 from wheeltasks.job import Job, make_job
-from wheeltasks.registry import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    RegistryClient,
-    is_loopback,
-    sha256_digest,
-)
+from wheeltasks.oci import LAYER_TAR, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, sha256_digest
+from wheeltasks.registry import RegistryClient
+from wheeltasks.registry_transport import is_loopback
 from wheeltasks.settings import Kind, Repository, Settings
 from wheeltasks.targets import SSL, get_arch
 
@@ -443,10 +431,8 @@ def test_missing_credentials_say_what_to_do(registry_basic: RegistryServer, tmp_
         client.tags("test/x")
 
 
-def test_unreachable_registry(tmp_path: Path) -> None:
-    from tests.fixtures_registry import free_port
-
-    host = f"127.0.0.1:{free_port()}"
+def test_unreachable_registry(tmp_path: Path, closed_port: int) -> None:
+    host = f"127.0.0.1:{closed_port}"
     client = RegistryClient(host, docker_config=str(tmp_path / "none.json"), tries=2, backoff=0.01)
     with pytest.raises(WheelTasksError, match=f"^registry {host} is not reachable .*check that it runs"):
         client.tags("test/x")
@@ -656,23 +642,32 @@ class RateLimiter:
         self.httpd.server_close()
 
 
-def test_429_waits_retry_after_bounded(tmp_path: Path) -> None:
-    waits: list[float] = []
-    limiter = RateLimiter(limited=2, retry_after="3600")
-    try:
-        client = RegistryClient(limiter.host, docker_config=str(tmp_path / "none.json"), sleep=waits.append,
-                                max_retry_after=30.0)
-        assert client.tags("test/x") == ["a"]
-    finally:
+@pytest.fixture
+def rate_limiter() -> Iterator[Callable[[int, str], RateLimiter]]:
+    """``rate_limiter(limited, retry_after)``: a RateLimiter on 127.0.0.1, stopped after the test
+    (a server the test starts: conftest marks its tests ``services``)."""
+    started: list[RateLimiter] = []
+
+    def start(limited: int, retry_after: str) -> RateLimiter:
+        started.append(RateLimiter(limited, retry_after))
+        return started[-1]
+
+    yield start
+    for limiter in started:
         limiter.stop()
+
+
+def test_429_waits_retry_after_bounded(tmp_path: Path, rate_limiter: Callable[[int, str], RateLimiter]) -> None:
+    waits: list[float] = []
+    limiter = rate_limiter(2, "3600")
+    client = RegistryClient(limiter.host, docker_config=str(tmp_path / "none.json"), sleep=waits.append,
+                            max_retry_after=30.0)
+    assert client.tags("test/x") == ["a"]
     assert waits == [30.0, 30.0]
 
 
-def test_429_that_persists_says_what_to_do(tmp_path: Path) -> None:
-    limiter = RateLimiter(limited=10, retry_after="1")
-    try:
-        client = RegistryClient(limiter.host, docker_config=str(tmp_path / "none.json"), sleep=lambda _: None)
-        with pytest.raises(WheelTasksError, match="rate-limits requests for test/x: wait a while or log in"):
-            client.tags("test/x")
-    finally:
-        limiter.stop()
+def test_429_that_persists_says_what_to_do(tmp_path: Path, rate_limiter: Callable[[int, str], RateLimiter]) -> None:
+    limiter = rate_limiter(10, "1")
+    client = RegistryClient(limiter.host, docker_config=str(tmp_path / "none.json"), sleep=lambda _: None)
+    with pytest.raises(WheelTasksError, match="rate-limits requests for test/x: wait a while or log in"):
+        client.tags("test/x")

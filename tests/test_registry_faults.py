@@ -21,7 +21,7 @@ import sys
 import tarfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,14 @@ from packaging.version import Version
 from tests import fault_servers as faults
 from tests.fault_servers import FaultServer
 from tests.fixtures_registry import RegistryServer
+from tests.helpers import stop_and_time
 from tests.test_registry import client_for, make_wheel, push_single, settings_for
+from wheeltasks.credentials import docker_credentials
 from wheeltasks.errors import RemoteError, WheelTasksError
-from wheeltasks.images import LAYER_TAR, canonical_json, extract_wheels, pull_wheels
-from wheeltasks.registry import OCI_INDEX, OCI_MANIFEST, RegistryClient, docker_credentials, sha256_digest
+from wheeltasks.imageformat import canonical_json, extract_wheels
+from wheeltasks.images import pull_wheels
+from wheeltasks.oci import LAYER_TAR, OCI_INDEX, OCI_MANIFEST, sha256_digest
+from wheeltasks.registry import RegistryClient
 from wheeltasks.settings import Repository
 from wheeltasks.targets import get_arch
 
@@ -45,17 +49,10 @@ REPO = "test/faulty"
 SECRET = "Registry-pw-never-sent"
 
 
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    fault = FaultServer()
-    yield fault
-    fault.stop()
-
-
-def fault_client(server: FaultServer, tmp_path: Path, **kwargs: Any) -> RegistryClient:
+def fault_client(fault_server: FaultServer, tmp_path: Path, **kwargs: Any) -> RegistryClient:
     kwargs.setdefault("timeout", 1.0)
     kwargs.setdefault("backoff", 0.05)
-    return RegistryClient(server.host, docker_config=str(tmp_path / "none.json"), **kwargs)
+    return RegistryClient(fault_server.host, docker_config=str(tmp_path / "none.json"), **kwargs)
 
 
 def one_line(exc: BaseException) -> str:
@@ -64,19 +61,22 @@ def one_line(exc: BaseException) -> str:
     return text
 
 
-def failure(fn: Callable[[], Any]) -> tuple[float, WheelTasksError]:
-    started = time.monotonic()
+def failure(fn: Callable[[], Any], fault_server: FaultServer | None = None) -> tuple[float, WheelTasksError]:
+    """The project error ``fn()`` raised (one line), and how long it took: from its first
+    request to ``fault_server`` when one is given (what a deadline bounds), else from the call."""
+    mark, started = (fault_server.mark() if fault_server else 0), time.monotonic()
     with pytest.raises(WheelTasksError) as caught:
         fn()
     one_line(caught.value)
-    return time.monotonic() - started, caught.value
+    seconds = fault_server.seconds_since(mark, started) if fault_server else time.monotonic() - started
+    return seconds, caught.value
 
 
 # ---- the token service ---------------------------------------------------------------------
 
 
 def test_credentials_are_not_sent_to_a_plain_http_realm_off_loopback(
-    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fault_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Observes name look-ups (and passes them on): the realm host must never be resolved,
     # let alone connected to. realm.invalid cannot exist (RFC 2606).
@@ -88,21 +88,21 @@ def test_credentials_are_not_sent_to_a_plain_http_realm_off_loopback(
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", observed)
-    server.route("/v2/", faults.bearer_challenge("http://realm.invalid/token"))
-    client = fault_client(server, tmp_path, username="wheeler", password=SECRET)
+    fault_server.route("/v2/", faults.bearer_challenge("http://realm.invalid/token"))
+    client = fault_client(fault_server, tmp_path, username="wheeler", password=SECRET)
     _, error = failure(lambda: client.tags(REPO))
     assert type(error) is WheelTasksError and error.exit_code == 2
     assert str(error) == (
-        f"registry {server.host} wants the credentials sent to its token service realm.invalid over plain http: "
+        f"registry {fault_server.host} wants the credentials sent to its token service realm.invalid over plain http: "
         "not sending them unencrypted; configure an https token realm on the registry"
     )
     assert "realm.invalid" not in looked_up
-    assert all("Authorization" not in seen.headers for seen in server.seen)
+    assert all("Authorization" not in seen.headers for seen in fault_server.seen)
 
 
-def test_a_realm_that_is_not_http_is_refused(server: FaultServer, tmp_path: Path) -> None:
-    server.route("/v2/", faults.bearer_challenge("file:///etc/passwd"))
-    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password=SECRET).tags(REPO))
+def test_a_realm_that_is_not_http_is_refused(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route("/v2/", faults.bearer_challenge("file:///etc/passwd"))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path, username="u", password=SECRET).tags(REPO))
     assert isinstance(error, RemoteError) and "not an http(s) URL" in str(error)
 
 
@@ -120,19 +120,19 @@ def test_a_realm_that_is_not_http_is_refused(server: FaultServer, tmp_path: Path
     ],
     ids=["html", "list", "string", "empty", "number", "blank", "header-injection", "deep-nesting"],
 )
-def test_a_garbage_token_is_one_line(server: FaultServer, tmp_path: Path, body: bytes, said: str) -> None:
-    server.route("/v2/", faults.bearer_challenge(server.url("/token")))
-    server.route("/token", faults.answer(body, "application/json"))
-    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password=SECRET).tags(REPO))
+def test_a_garbage_token_is_one_line(fault_server: FaultServer, tmp_path: Path, body: bytes, said: str) -> None:
+    fault_server.route("/v2/", faults.bearer_challenge(fault_server.url("/token")))
+    fault_server.route("/token", faults.answer(body, "application/json"))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path, username="u", password=SECRET).tags(REPO))
     assert isinstance(error, RemoteError)
-    assert str(error).startswith(f"the token service of registry {server.host} answered {said}")
+    assert str(error).startswith(f"the token service of registry {fault_server.host} answered {said}")
 
 
 @pytest.mark.parametrize("expires_in", ['"soon"', "null", "1e999", "-5", '{"a": 1}'])
-def test_an_odd_token_lifetime_is_ignored(server: FaultServer, tmp_path: Path, expires_in: str) -> None:
-    server.route("/token", faults.answer(f'{{"token": "abc.def", "expires_in": {expires_in}}}', "application/json"))
-    server.route("/v2/", faults.bearer_protected(faults.json_answer({"tags": ["a"]}), server.url("/token")))
-    assert fault_client(server, tmp_path).tags(REPO) == ["a"]
+def test_an_odd_token_lifetime_is_ignored(fault_server: FaultServer, tmp_path: Path, expires_in: str) -> None:
+    fault_server.route("/token", faults.answer(f'{{"token": "abc.def", "expires_in": {expires_in}}}', "application/json"))
+    fault_server.route("/v2/", faults.bearer_protected(faults.json_answer({"tags": ["a"]}), fault_server.url("/token")))
+    assert fault_client(fault_server, tmp_path).tags(REPO) == ["a"]
 
 
 # ---- tag lists ----------------------------------------------------------------------------
@@ -143,60 +143,60 @@ def test_an_odd_token_lifetime_is_ignored(server: FaultServer, tmp_path: Path, e
     [b"not json", b'["a", "b"]', b'{"tags": "a"}', b'{"tags": {"a": 1}}', b"\xff\xfe\x00garbage"],
     ids=["text", "list", "string", "object", "bytes"],
 )
-def test_a_malformed_tag_list_is_one_line(server: FaultServer, tmp_path: Path, body: bytes) -> None:
-    server.route(f"/v2/{REPO}/tags/list", faults.answer(body, "application/json"))
-    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+def test_a_malformed_tag_list_is_one_line(fault_server: FaultServer, tmp_path: Path, body: bytes) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.answer(body, "application/json"))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path).tags(REPO))
     assert isinstance(error, RemoteError) and "malformed tag list" in str(error)
 
 
-def test_odd_tags_are_skipped(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a", 1, None, "b"]}))
-    assert fault_client(server, tmp_path).tags(REPO) == ["a", "b"]
-    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"name": REPO, "tags": None}))
-    assert fault_client(server, tmp_path).tags(REPO) == []
+def test_odd_tags_are_skipped(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a", 1, None, "b"]}))
+    assert fault_client(fault_server, tmp_path).tags(REPO) == ["a", "b"]
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"name": REPO, "tags": None}))
+    assert fault_client(fault_server, tmp_path).tags(REPO) == []
 
 
-def test_endless_tag_pages_stop_at_the_page_limit(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/tags/list", faults.endless_tags())
-    _, error = failure(lambda: fault_client(server, tmp_path, max_tag_pages=50).tags(REPO))
+def test_endless_tag_pages_stop_at_the_page_limit(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.endless_tags())
+    _, error = failure(lambda: fault_client(fault_server, tmp_path, max_tag_pages=50).tags(REPO))
     assert isinstance(error, RemoteError)
     assert "sent more than 50 pages of tags for test/faulty (its Link header never ends)" in str(error)
-    assert len(server.requested(f"/v2/{REPO}/tags/list")) == 50
+    assert len(fault_server.requested(f"/v2/{REPO}/tags/list")) == 50
 
 
-def test_the_default_page_limit(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/tags/list", faults.endless_tags())
-    _, error = failure(lambda: fault_client(server, tmp_path, timeout=60).tags(REPO))
+def test_the_default_page_limit(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.endless_tags())
+    _, error = failure(lambda: fault_client(fault_server, tmp_path, timeout=60).tags(REPO))
     assert "more than 1000 pages" in str(error)
 
 
-def test_a_tag_link_back_to_an_earlier_page(server: FaultServer, tmp_path: Path) -> None:
+def test_a_tag_link_back_to_an_earlier_page(fault_server: FaultServer, tmp_path: Path) -> None:
     link = f'</v2/{REPO}/tags/list?n=1&last=a>; rel="next"'
-    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
-    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path).tags(REPO))
     assert "leads back to an earlier page" in str(error)
 
 
-def test_a_tag_link_to_another_host_is_not_followed(server: FaultServer, tmp_path: Path) -> None:
+def test_a_tag_link_to_another_host_is_not_followed(fault_server: FaultServer, tmp_path: Path) -> None:
     elsewhere = FaultServer()
     try:
         link = f'<{elsewhere.url(f"/v2/{REPO}/tags/list?last=a")}>; rel="next"'
-        server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
-        _, error = failure(lambda: fault_client(server, tmp_path, username="u", password=SECRET).tags(REPO))
+        fault_server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+        _, error = failure(lambda: fault_client(fault_server, tmp_path, username="u", password=SECRET).tags(REPO))
         assert "link of test/faulty to another host" in str(error)
         assert elsewhere.seen == []
     finally:
         elsewhere.stop()
 
 
-def test_an_upload_location_elsewhere_gets_no_credentials(server: FaultServer, tmp_path: Path) -> None:
+def test_an_upload_location_elsewhere_gets_no_credentials(fault_server: FaultServer, tmp_path: Path) -> None:
     storage = FaultServer()
     try:
         storage.route("/upload", faults.status(201))
         uploads = faults.status(202, Location=storage.url("/upload?signed=1"))
-        server.route("/v2/", faults.basic_auth_required("u", SECRET, faults.status(404)))
-        server.route(f"/v2/{REPO}/blobs/uploads/", faults.basic_auth_required("u", SECRET, uploads))
-        assert fault_client(server, tmp_path, username="u", password=SECRET).put_blob(REPO, b"data") is True
+        fault_server.route("/v2/", faults.basic_auth_required("u", SECRET, faults.status(404)))
+        fault_server.route(f"/v2/{REPO}/blobs/uploads/", faults.basic_auth_required("u", SECRET, uploads))
+        assert fault_client(fault_server, tmp_path, username="u", password=SECRET).put_blob(REPO, b"data") is True
         assert [s.method for s in storage.seen] == ["PUT"]
         assert "Authorization" not in storage.seen[0].headers
     finally:
@@ -207,51 +207,54 @@ def test_an_upload_location_elsewhere_gets_no_credentials(server: FaultServer, t
 
 
 @pytest.mark.parametrize("kind", ["hang", "drip", "drip in the headers"])
-def test_a_stalling_registry_fails_at_the_deadline(server: FaultServer, tmp_path: Path, kind: str) -> None:
+def test_a_stalling_registry_fails_at_the_deadline(fault_server: FaultServer, tmp_path: Path, kind: str) -> None:
     behaviour = {
-        "hang": faults.hang(server),
-        "drip": faults.drip(server, 0.2, "application/json"),
-        "drip in the headers": faults.drip(server, 0.2, headers_too=True),
+        "hang": faults.hang(fault_server),
+        "drip": faults.drip(fault_server, 0.2, "application/json"),
+        "drip in the headers": faults.drip(fault_server, 0.2, headers_too=True),
     }[kind]
-    server.route("/v2/", behaviour)
-    seconds, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+    fault_server.route("/v2/", behaviour)
+    client = fault_client(fault_server, tmp_path)
+    seconds, error = failure(lambda: client.tags(REPO), fault_server)
     assert isinstance(error, RemoteError) and error.exit_code == 4
-    assert f"registry {server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
+    assert f"registry {fault_server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
     assert seconds < LATE
 
 
-def test_5xx_is_retried_only_while_the_deadline_allows(server: FaultServer, tmp_path: Path) -> None:
-    server.route("/v2/", faults.status(503, b'{"errors":[{"code":"UNAVAILABLE","message":"down\\nfor a bit"}]}'))
-    client = fault_client(server, tmp_path, tries=100, backoff=0.2)
-    seconds, error = failure(lambda: client.tags(REPO))
+def test_5xx_is_retried_only_while_the_deadline_allows(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route("/v2/", faults.status(503, b'{"errors":[{"code":"UNAVAILABLE","message":"down\\nfor a bit"}]}'))
+    client = fault_client(fault_server, tmp_path, tries=100, backoff=0.2)
+    seconds, error = failure(lambda: client.tags(REPO), fault_server)
     assert seconds < LATE
-    assert str(error).startswith(f"registry {server.host} answered 503 when trying to list the tags of repository")
+    assert str(error).startswith(f"registry {fault_server.host} answered 503 when trying to list the tags of repository")
     assert "UNAVAILABLE down for a bit" in str(error)
 
 
-def test_a_long_retry_after_is_not_waited_past_the_deadline(server: FaultServer, tmp_path: Path) -> None:
-    server.route("/v2/", faults.status(429, Retry_After="3600"))
-    seconds, error = failure(lambda: fault_client(server, tmp_path, timeout=2.0).tags(REPO))
+def test_a_long_retry_after_is_not_waited_past_the_deadline(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route("/v2/", faults.status(429, Retry_After="3600"))
+    client = fault_client(fault_server, tmp_path, timeout=2.0)
+    seconds, error = failure(lambda: client.tags(REPO), fault_server)
     assert "rate-limits requests" in str(error) and seconds < 1.0
-    assert len(server.seen) == 1
+    assert len(fault_server.seen) == 1
 
 
-def test_a_redirect_loop_is_one_line(server: FaultServer, tmp_path: Path) -> None:
-    server.route("/v2/", faults.redirect(f"/v2/{REPO}/tags/list", 302))
-    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+def test_a_redirect_loop_is_one_line(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route("/v2/", faults.redirect(f"/v2/{REPO}/tags/list", 302))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path).tags(REPO))
     assert isinstance(error, RemoteError) and "cannot be followed (TooManyRedirects)" in str(error)
 
 
-def test_a_huge_manifest_is_refused(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/manifests/", faults.huge(200 * MIB, content_type=OCI_MANIFEST))
-    seconds, error = failure(lambda: fault_client(server, tmp_path, timeout=10).find_manifest(REPO, "t"))
+def test_a_huge_manifest_is_refused(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/manifests/", faults.huge(200 * MIB, content_type=OCI_MANIFEST))
+    client = fault_client(fault_server, tmp_path, timeout=10)
+    seconds, error = failure(lambda: client.find_manifest(REPO, "t"), fault_server)
     assert "sent more than 4 MiB when trying to read manifest t of test/faulty: stopped reading" in str(error)
     assert seconds < LATE
 
 
-def test_a_huge_tag_list_is_refused(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/tags/list", faults.huge(200 * MIB, content_type="application/json"))
-    _, error = failure(lambda: fault_client(server, tmp_path, timeout=10).tags(REPO))
+def test_a_huge_tag_list_is_refused(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.huge(200 * MIB, content_type="application/json"))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path, timeout=10).tags(REPO))
     assert "sent more than 16 MiB" in str(error)
 
 
@@ -279,22 +282,22 @@ DIGEST = "sha256:" + "ab" * 32
          "config-digest-number", "layers-object", "layer-without-digest"],
 )
 def test_a_malformed_manifest_is_one_line(
-    server: FaultServer, tmp_path: Path, document: bytes | dict[str, Any], said: str
+    fault_server: FaultServer, tmp_path: Path, document: bytes | dict[str, Any], said: str
 ) -> None:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
     media_type = document.get("mediaType", OCI_MANIFEST) if isinstance(document, dict) else OCI_MANIFEST
-    server.route(f"/v2/{REPO}/manifests/", faults.answer(body, str(media_type)))
+    fault_server.route(f"/v2/{REPO}/manifests/", faults.answer(body, str(media_type)))
     dest = tmp_path / "pulled"
-    _, error = failure(lambda: pull_wheels(fault_client(server, tmp_path), Repository(server.host, REPO), "t", AMD64, dest))
+    _, error = failure(lambda: pull_wheels(fault_client(fault_server, tmp_path), Repository(fault_server.host, REPO), "t", AMD64, dest))
     assert isinstance(error, RemoteError)
     assert said in str(error)
     assert not dest.exists()
 
 
-def test_an_index_with_null_manifests_has_no_platform(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/manifests/", faults.json_answer({"mediaType": OCI_INDEX, "manifests": None}, OCI_INDEX))
-    client = fault_client(server, tmp_path)
-    assert pull_wheels(client, Repository(server.host, REPO), "t", AMD64, tmp_path / "d") is None
+def test_an_index_with_null_manifests_has_no_platform(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/manifests/", faults.json_answer({"mediaType": OCI_INDEX, "manifests": None}, OCI_INDEX))
+    client = fault_client(fault_server, tmp_path)
+    assert pull_wheels(client, Repository(fault_server.host, REPO), "t", AMD64, tmp_path / "d") is None
 
 
 # ---- layers (on the real docker-registry) ------------------------------------------------------
@@ -424,7 +427,7 @@ def test_extract_wheels_bounds_a_bomb_in_memory(tmp_path: Path) -> None:
 # ---- a pull that fails or is stopped leaves nothing behind ------------------------------------
 
 
-def wheel_image(server: FaultServer, tmp_path: Path, repo: str, tag: str, layer_fault: faults.Behaviour | None = None,
+def wheel_image(fault_server: FaultServer, tmp_path: Path, repo: str, tag: str, layer_fault: faults.Behaviour | None = None,
                 manifest_fault: faults.Behaviour | None = None) -> bytes:
     """Serve ``repo:tag`` as a real wheel image (an index, a manifest, a config, a layer with a
     wheel) from the fault server, with a fault in place of the layer or of the manifests."""
@@ -457,9 +460,9 @@ def wheel_image(server: FaultServer, tmp_path: Path, repo: str, tag: str, layer_
     def blob_for(request: faults.Request) -> None:
         blobs.get(request.path.rsplit("/", 1)[-1], faults.status(404))(request)
 
-    server.route("/v2/", faults.json_answer({}))
-    server.route(f"/v2/{repo}/manifests/", manifest_fault or manifest_for)
-    server.route(f"/v2/{repo}/blobs/", blob_for)
+    fault_server.route("/v2/", faults.json_answer({}))
+    fault_server.route(f"/v2/{repo}/manifests/", manifest_fault or manifest_for)
+    fault_server.route(f"/v2/{repo}/blobs/", blob_for)
     return layer
 
 
@@ -468,31 +471,31 @@ def leftovers(root: Path) -> list[Path]:
 
 
 PULL_FAULTS = {
-    "layer hangs": lambda server: (faults.hang(server), None),
-    "layer drips": lambda server: (faults.drip(server, 0.2, "application/octet-stream"), None),
-    "layer 500": lambda server: (faults.status(500), None),
-    "layer 404": lambda server: (faults.status(404), None),
-    "layer of the wrong digest": lambda server: (faults.answer(b"not the layer", "application/octet-stream"), None),
-    "layer that is not a tar": lambda server: (faults.answer(b"x" * 100, "application/octet-stream"), None),
-    "manifest 500": lambda server: (None, faults.status(500)),
-    "manifest garbage": lambda server: (None, faults.answer(b"{not json", OCI_MANIFEST)),
-    "manifest hangs": lambda server: (None, faults.hang(server)),
+    "layer hangs": lambda fault_server: (faults.hang(fault_server), None),
+    "layer drips": lambda fault_server: (faults.drip(fault_server, 0.2, "application/octet-stream"), None),
+    "layer 500": lambda fault_server: (faults.status(500), None),
+    "layer 404": lambda fault_server: (faults.status(404), None),
+    "layer of the wrong digest": lambda fault_server: (faults.answer(b"not the layer", "application/octet-stream"), None),
+    "layer that is not a tar": lambda fault_server: (faults.answer(b"x" * 100, "application/octet-stream"), None),
+    "manifest 500": lambda fault_server: (None, faults.status(500)),
+    "manifest garbage": lambda fault_server: (None, faults.answer(b"{not json", OCI_MANIFEST)),
+    "manifest hangs": lambda fault_server: (None, faults.hang(fault_server)),
 }
 
 
 @pytest.mark.parametrize("kind", PULL_FAULTS)
-def test_a_failed_pull_leaves_no_staging_folder(server: FaultServer, tmp_path: Path, kind: str) -> None:
+def test_a_failed_pull_leaves_no_staging_folder(fault_server: FaultServer, tmp_path: Path, kind: str) -> None:
     from tests.helpers import make_settings
     from wheeltasks import pipeline
     from wheeltasks.job import make_job
     from wheeltasks.plan import Plan
     from wheeltasks.settings import Kind
 
-    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{server.host}/me", "REMOTE_TIMEOUT": "1",
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{fault_server.host}/me", "REMOTE_TIMEOUT": "1",
                                             "DOCKER_CONFIG": str(tmp_path / "no-docker")})
     job = make_job(settings, module="wtfault", version=Version("1.1.0"), python="3.12", arch=AMD64, kind=Kind.SHARED)
-    layer_fault, manifest_fault = PULL_FAULTS[kind](server)
-    wheel_image(server, tmp_path, job.repository.path, job.tag, layer_fault, manifest_fault)
+    layer_fault, manifest_fault = PULL_FAULTS[kind](fault_server)
+    wheel_image(fault_server, tmp_path, job.repository.path, job.tag, layer_fault, manifest_fault)
     started = time.monotonic()
     with pytest.raises(WheelTasksError) as caught:
         pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
@@ -502,7 +505,7 @@ def test_a_failed_pull_leaves_no_staging_folder(server: FaultServer, tmp_path: P
     assert not job.work.pulled.exists()
 
 
-def test_a_good_pull_through_the_same_server(server: FaultServer, tmp_path: Path) -> None:
+def test_a_good_pull_through_the_same_server(fault_server: FaultServer, tmp_path: Path) -> None:
     """The image of the fault tests pulls when nothing is wrong with it: the faults are the cause."""
     from tests.helpers import make_settings
     from wheeltasks import pipeline
@@ -510,10 +513,10 @@ def test_a_good_pull_through_the_same_server(server: FaultServer, tmp_path: Path
     from wheeltasks.plan import Plan
     from wheeltasks.settings import Kind
 
-    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{server.host}/me", "REMOTE_TIMEOUT": "5",
+    settings = make_settings(tmp_path, env={"WHEELS_REGISTRY": f"{fault_server.host}/me", "REMOTE_TIMEOUT": "5",
                                             "DOCKER_CONFIG": str(tmp_path / "no-docker")})
     job = make_job(settings, module="wtfault", version=Version("1.1.0"), python="3.12", arch=AMD64, kind=Kind.SHARED)
-    wheel_image(server, tmp_path, job.repository.path, job.tag)
+    wheel_image(fault_server, tmp_path, job.repository.path, job.tag)
     pipeline.run(settings, Plan((job,)), steps=("pull-existing",))
     assert [p.name for p in job.work.result_wheels()] == ["wtfault-1.1.0-cp312-cp312-musllinux_1_2_x86_64.whl"]
     assert leftovers(tmp_path) == []
@@ -522,28 +525,25 @@ def test_a_good_pull_through_the_same_server(server: FaultServer, tmp_path: Path
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)],
                          ids=["SIGTERM", "SIGHUP", "SIGINT"])
 def test_a_stop_signal_during_a_hanging_pull_leaves_nothing_behind(
-    server: FaultServer, tmp_path: Path, signum: int, code: int
+    fault_server: FaultServer, tmp_path: Path, signum: int, code: int
 ) -> None:
     if signal.getsignal(signum) is signal.SIG_IGN:
         pytest.skip(f"{signal.Signals(signum).name} is ignored here (nohup?), and so in the command too")
     project = tmp_path / "project"
     project.mkdir()
-    server.route("/simple/", faults.json_page("wtfault"))
-    layer = wheel_image(server, tmp_path, "me/python-musl-wheels", "wtfault1.1.0-py3.12", faults.hang(server))
+    fault_server.route("/simple/", faults.json_page("wtfault"))
+    layer = wheel_image(fault_server, tmp_path, "me/python-musl-wheels", "wtfault1.1.0-py3.12", faults.hang(fault_server))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPI_", "PIP_INDEX", "WHEELS_", "REMOTE_", "DOCKER_"))}
-    env.update(PYPI_INDEX=server.url("/simple/"), WHEELS_REGISTRY=f"{server.host}/me", PYTHON_VERSIONS="3.12",
+    env.update(PYPI_INDEX=fault_server.url("/simple/"), WHEELS_REGISTRY=f"{fault_server.host}/me", PYTHON_VERSIONS="3.12",
                REMOTE_TIMEOUT="120", HOME=str(tmp_path), WHEELTASKS_CACHE_DIR=str(tmp_path / "cache"),
                WHEELTASKS_PROJECT_DIR=str(project))
     process = subprocess.Popen([sys.executable, "-m", "wheeltasks", "pull-existing", "wtfault1.1.0-py3.12-amd64"],
                                cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert server.wait_for(f"/v2/me/python-musl-wheels/blobs/{sha256_digest(layer)}", timeout=90), "no pull"
+        assert fault_server.wait_for(f"/v2/me/python-musl-wheels/blobs/{sha256_digest(layer)}", timeout=90), "no pull"
         time.sleep(0.2)  # inside the download
         assert [p.name for p in leftovers(project)][:1] == ["pulled.partial"]  # what must go
-        sent = time.monotonic()
-        process.send_signal(signum)
-        out, err = process.communicate(timeout=10)
-        seconds = time.monotonic() - sent
+        seconds, out, err = stop_and_time(process, signum)  # from the signal to the exit
     finally:
         if process.poll() is None:
             process.kill()
@@ -560,28 +560,28 @@ def test_a_stop_signal_during_a_hanging_pull_leaves_nothing_behind(
 # ---- one deadline for a whole tag listing ------------------------------------------------------
 
 
-def slow_endless_tags(server: FaultServer, delay: float) -> faults.Behaviour:
+def slow_endless_tags(fault_server: FaultServer, delay: float) -> faults.Behaviour:
     """Endless tag pages, each after ``delay`` seconds: every page is well within a deadline."""
     pages = faults.endless_tags()
 
     def behave(request: faults.Request) -> None:
-        if not server.stopping.wait(delay):
+        if not fault_server.stopping.wait(delay):
             pages(request)
 
     return behave
 
 
-def test_a_paged_tag_listing_ends_by_one_deadline(server: FaultServer, tmp_path: Path) -> None:
-    server.route(f"/v2/{REPO}/tags/list", slow_endless_tags(server, 0.3))
-    client = fault_client(server, tmp_path, timeout=1.0)
-    seconds, error = failure(lambda: client.tags(REPO))  # from the listing's start: what the deadline bounds
+def test_a_paged_tag_listing_ends_by_one_deadline(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", slow_endless_tags(fault_server, 0.3))
+    client = fault_client(fault_server, tmp_path, timeout=1.0)
+    seconds, error = failure(lambda: client.tags(REPO), fault_server)  # from the listing's first page
     assert isinstance(error, RemoteError) and error.exit_code == 4
-    assert f"registry {server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
+    assert f"registry {fault_server.host} did not finish answering within 1 s when trying to list the tags of" in str(error)
     assert seconds < LATE  # one deadline: not 1000 pages x 1 s
-    assert 2 <= len(server.requested(f"/v2/{REPO}/tags/list")) <= 6
+    assert 2 <= len(fault_server.requested(f"/v2/{REPO}/tags/list")) <= 6
 
 
-def test_a_short_paged_listing_within_the_deadline(server: FaultServer, tmp_path: Path) -> None:
+def test_a_short_paged_listing_within_the_deadline(fault_server: FaultServer, tmp_path: Path) -> None:
     first = f'</v2/{REPO}/tags/list?n=1&last=a>; rel="next"'
     pages = {"": (["a"], first), "a": (["b"], "")}
 
@@ -590,8 +590,8 @@ def test_a_short_paged_listing_within_the_deadline(server: FaultServer, tmp_path
         tags, link = pages[last]
         faults.send(request, 200, json.dumps({"tags": tags}).encode(), "application/json", {"Link": link} if link else {})
 
-    server.route(f"/v2/{REPO}/tags/list", behave)
-    assert fault_client(server, tmp_path, timeout=5.0).tags(REPO) == ["a", "b"]
+    fault_server.route(f"/v2/{REPO}/tags/list", behave)
+    assert fault_client(fault_server, tmp_path, timeout=5.0).tags(REPO) == ["a", "b"]
 
 
 # ---- URLs the registry sends: one line when they cannot be followed ---------------------------------
@@ -608,9 +608,9 @@ def test_a_short_paged_listing_within_the_deadline(server: FaultServer, tmp_path
     ],
     ids=["ipv6", "port", "file", "space", "ambiguous"],
 )
-def test_a_malformed_tag_page_link_is_one_line(server: FaultServer, tmp_path: Path, link: str, said: str) -> None:
-    server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
-    _, error = failure(lambda: fault_client(server, tmp_path).tags(REPO))
+def test_a_malformed_tag_page_link_is_one_line(fault_server: FaultServer, tmp_path: Path, link: str, said: str) -> None:
+    fault_server.route(f"/v2/{REPO}/tags/list", faults.json_answer({"tags": ["a"]}, Link=link))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path).tags(REPO))
     assert isinstance(error, RemoteError) and error.exit_code == 4
     assert f"sent a tag page link of {REPO} that cannot be followed" in str(error) and said in str(error)
     assert SECRET not in str(error)
@@ -622,25 +622,25 @@ def test_a_malformed_tag_page_link_is_one_line(server: FaultServer, tmp_path: Pa
      f"http://u:{SECRET}?x@h/upload"],
     ids=["ipv6", "port", "file", "gopher", "ambiguous"],
 )
-def test_an_upload_location_that_is_no_url_is_one_line(server: FaultServer, tmp_path: Path, location: str) -> None:
-    server.route(f"/v2/{REPO}/blobs/uploads/", faults.status(202, Location=location))
-    server.route(f"/v2/{REPO}/blobs/", faults.status(404))
-    _, error = failure(lambda: fault_client(server, tmp_path).put_blob(REPO, b"data"))
+def test_an_upload_location_that_is_no_url_is_one_line(fault_server: FaultServer, tmp_path: Path, location: str) -> None:
+    fault_server.route(f"/v2/{REPO}/blobs/uploads/", faults.status(202, Location=location))
+    fault_server.route(f"/v2/{REPO}/blobs/", faults.status(404))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path).put_blob(REPO, b"data"))
     assert isinstance(error, RemoteError) and error.exit_code == 4
     assert f"sent an upload location for {REPO} that cannot be followed" in str(error)
     assert SECRET not in str(error)
 
 
 @pytest.mark.parametrize("location", ["file:///etc/passwd", "http://[::1/blob", "http://127.0.0.1:99999/blob"])
-def test_a_blob_redirect_that_cannot_be_followed_is_one_line(server: FaultServer, tmp_path: Path, location: str) -> None:
-    server.route(f"/v2/{REPO}/blobs/", faults.redirect(location, 307))
-    _, error = failure(lambda: fault_client(server, tmp_path).get_blob(REPO, DIGEST))
+def test_a_blob_redirect_that_cannot_be_followed_is_one_line(fault_server: FaultServer, tmp_path: Path, location: str) -> None:
+    fault_server.route(f"/v2/{REPO}/blobs/", faults.redirect(location, 307))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path).get_blob(REPO, DIGEST))
     assert isinstance(error, RemoteError) and "a redirect to a URL that cannot be followed" in str(error)
 
 
-def test_a_realm_that_is_no_url_is_one_line(server: FaultServer, tmp_path: Path) -> None:
-    server.route("/v2/", faults.bearer_challenge(f"http://u:{SECRET}@[::1/token"))
-    _, error = failure(lambda: fault_client(server, tmp_path, username="u", password="p").tags(REPO))
+def test_a_realm_that_is_no_url_is_one_line(fault_server: FaultServer, tmp_path: Path) -> None:
+    fault_server.route("/v2/", faults.bearer_challenge(f"http://u:{SECRET}@[::1/token"))
+    _, error = failure(lambda: fault_client(fault_server, tmp_path, username="u", password="p").tags(REPO))
     assert isinstance(error, RemoteError) and "not an http(s) URL" in str(error) and SECRET not in str(error)
 
 
@@ -707,9 +707,11 @@ def test_a_hanging_credential_helper_is_stopped_at_the_deadline(
     helpers: Callable[[str, str], str], tmp_path: Path
 ) -> None:
     pids = tmp_path / "pids"
-    # The helper and a child of its own (holding the pipes open), both hanging.
+    # The helper and a child of its own (holding the pipes open), both hanging; the pids file
+    # is written as the helper starts, which is what the deadline is measured from.
     config = helpers("wthang", f"sleep 300 & echo $$ $! > {pids}; wait")
-    seconds, error = failure(lambda: RegistryClient("127.0.0.1:5000", docker_config=config, timeout=1.0))
+    _, error = failure(lambda: RegistryClient("127.0.0.1:5000", docker_config=config, timeout=1.0))
+    seconds = time.time() - pids.stat().st_mtime
     assert type(error) is WheelTasksError and error.exit_code == 2
     assert str(error).startswith("the Docker credential helper docker-credential-wthang did not answer within 1 s "
                                  "(REMOTE_TIMEOUT) for registry 127.0.0.1:5000: stopped it;")

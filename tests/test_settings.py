@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from wheeltasks.errors import WheelTasksError
-from wheeltasks.settings import Kind, Repository, Settings, parse_bool
+from wheeltasks.settings import Kind, Repository, Settings
 from wheeltasks.targets import SSL, get_arch
+from wheeltasks.values import parse_bool
 
 BASE_ENV = {"HOME": "/home/u"}
 
@@ -265,3 +266,22 @@ def test_yaml_numbers_are_checked_too() -> None:
 def test_an_index_password_with_an_at_sign_is_read_as_urllib_reads_it() -> None:
     s = load(env={"PYPI_INDEX": f"http://me:{SECRET}@x@127.0.0.1/simple/"})
     assert s.pypi_index == f"http://me:{SECRET}@x@127.0.0.1/simple/"
+
+
+@pytest.mark.parametrize(("value", "ci"), [("true", True), ("1", True), ("woodpecker", True), ("", False), ("false", False),
+                                           ("0", False), ("no", False)])
+def test_ci_is_read_from_the_environment_with_the_one_true_false_rule(value: str, ci: bool) -> None:
+    """CI systems set CI to 1, true or their own name; the false words are parse_bool's."""
+    assert load(env={"CI": value}).ci is ci
+    with pytest.raises(WheelTasksError, match="read from the environment only"):
+        load({"ci": True})
+
+
+def test_every_task_offers_the_flags_of_the_parts_it_runs() -> None:
+    from wheeltasks.settings import Part, options_read_by
+    from wheeltasks.tasks import GROUPS, TASK_PARTS
+
+    for task, parts in TASK_PARTS.items():
+        assert GROUPS[task] == tuple(o.field for o in options_read_by(parts))
+    assert "registry_username" in GROUPS["push"] and "registry_username" not in GROUPS["repair"]
+    assert {o.field for o in options_read_by([Part.CACHE])} == {"cache_dir"}

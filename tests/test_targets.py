@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from packaging.version import Version
 
@@ -10,10 +12,13 @@ from wheeltasks.targets import (
     ARCHES,
     SSL,
     Target,
+    arches_tsv,
     find_arch,
     format_target,
     get_arch,
     image_tag,
+    implied_ssl,
+    is_exported,
     parse_target,
     split_targets,
 )
@@ -205,3 +210,34 @@ def test_image_tags_keep_the_ssl_suffix() -> None:
 )
 def test_split_targets(value: str | list[str], expected: list[str]) -> None:
     assert split_targets(value) == expected
+
+
+REGENERATE = ("python3 -c 'from wheeltasks.targets import arches_tsv; print(arches_tsv(), end=\"\")' "
+              "> wheeltasks/data/arches.tsv")
+
+
+def test_the_shell_sides_arch_table_is_current() -> None:
+    """.ci/services.sh reads the arch table from wheeltasks/data/arches.tsv (it runs before the
+    package is installed): the file must say what ARCHES says."""
+    written = (Path(__file__).resolve().parent.parent / "wheeltasks" / "data" / "arches.tsv").read_text()
+    assert written == arches_tsv(), f"wheeltasks/data/arches.tsv is stale: regenerate it with {REGENERATE}"
+    header, *rows = [line.split("\t") for line in written.splitlines()]
+    assert [row[header.index("ARCH")] for row in rows] == [a.name for a in ARCHES]
+    native = {row[header.index("ARCH")]: set(row[header.index("NATIVE")].split()) for row in rows}
+    assert native["i386"] == {"x86_64", "i686"} and native["amd64"] == {"x86_64"}
+
+
+@pytest.mark.parametrize(
+    ("ssl", "links", "implied", "exported"),
+    [
+        (None, False, None, True),
+        (None, True, SSL.OPENSSL, True),
+        (SSL.OPENSSL, True, SSL.OPENSSL, True),
+        (SSL.LIBRESSL, True, SSL.LIBRESSL, False),
+    ],
+)
+def test_an_unsuffixed_ssl_module_is_openssl_and_only_openssl_is_exported(
+    ssl: SSL | None, links: bool, implied: SSL | None, exported: bool
+) -> None:
+    assert implied_ssl(ssl, links) is implied
+    assert is_exported(implied) is exported

@@ -25,9 +25,12 @@ from . import remote
 from .errors import WheelTasksError
 from .files import write_atomic
 from .imagenames import split_image
-from .registry import INDEX_TYPES, RegistryClient
-from .settings import Settings, check_python
-from .targets import Arch, oci_platform_key, platform_of
+from .oci import INDEX_TYPES
+from .platforms import oci_platform_key, platform_of
+from .registry import RegistryClient
+from .settings import Settings
+from .targets import Arch
+from .values import check_python
 
 log = logging.getLogger("wheeltasks.builders")
 CACHE_FILE = "builder-pythons.json"
@@ -62,9 +65,9 @@ def tag_pythons(tags: list[str], tag_template: str, alpine: str) -> list[str]:
     return sorted(found, key=Version)
 
 
-def newest_python(settings: Settings) -> str:
+def newest_builder_python(settings: Settings) -> str:
     """The newest Python with a builder image; the newest of PYTHON_VERSIONS when unknown."""
-    fallback = max(settings.python_versions, key=Version)
+    fallback = settings.newest_default_python
     host, path, tag_template = builder_repository(settings.builder_image)
     key = f"{settings.builder_image} {settings.alpine_version}"
     cache = settings.cache_dir / CACHE_FILE

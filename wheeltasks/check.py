@@ -14,7 +14,8 @@ from .images import latest_tag_versions, open_registry
 from .index import IndexClient
 from .plan import SslModule, default_targets, ssl_modules
 from .settings import Kind, Settings
-from .targets import SSL, join_version, module_label, parse_target
+from .targets import SSL, implied_ssl, is_exported, join_version, module_label, parse_target
+from .wheelsdir import exported_wheels
 
 OK = "ok"
 OUTDATED = "OUT OF DATE"
@@ -59,7 +60,7 @@ class CheckRow:
 def local_versions(wheels_dir: Path) -> dict[str, Version]:
     """Newest version of each project among the wheels in ``wheels/<arch>/``."""
     found: dict[str, Version] = {}
-    for path in wheels_dir.glob("*/*.whl"):
+    for path in exported_wheels(wheels_dir):
         try:
             name, version, _build, _tags = parse_wheel_filename(path.name)
         except InvalidWheelFilename:
@@ -76,7 +77,7 @@ def registry_versions(settings: Settings, is_ssl: SslModule) -> dict[str, Versio
     for kind in Kind:
         for label, version in latest_tag_versions(client, settings.repository(kind)).items():
             target = parse_target(label)
-            label = module_label(target.module, SSL.OPENSSL) if target.ssl is None and is_ssl(target.module) else label
+            label = module_label(target.module, implied_ssl(target.ssl, is_ssl(target.module)))
             newest[label] = max(version, newest.get(label, version))
     return newest
 
@@ -85,7 +86,7 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
     index = index or IndexClient(settings)
     is_ssl = ssl_modules(settings)
     targets = default_targets(settings, "all", is_ssl)
-    latest = index.latest_many(sorted({t.module for t in targets}), builders.newest_python(settings))
+    latest = index.latest_many(sorted({t.module for t in targets}), builders.newest_builder_python(settings))
     local = local_versions(settings.wheels_dir)
     published = registry_versions(settings, is_ssl) if settings.wheels_registry else {}
     if not settings.wheels_registry:
@@ -95,7 +96,7 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
         label = module_label(target.module, target.ssl)
         newest = latest[target.module]
         # LibreSSL builds never go to wheels/, so only the registry can tell about them.
-        exported = target.ssl in (None, SSL.OPENSSL)
+        exported = is_exported(target.ssl)
         mine = local.get(canonicalize_name(target.module)) if exported else None
         theirs = published.get(label)
         if settings.wheels_registry:
@@ -106,22 +107,3 @@ def check(settings: Settings, index: IndexClient | None = None) -> list[CheckRow
             status = UNKNOWN
         rows.append(CheckRow(target.module, target.ssl, newest, mine, theirs, status))
     return rows
-
-
-def show_rows(rows: list[CheckRow], json: bool) -> None:
-    if json:
-        console.emit_json([row.to_json() for row in rows])
-    else:
-        print_rows(rows)
-
-
-def print_rows(rows: list[CheckRow]) -> None:
-    console.table(
-        ("module", "index", "wheels/", "registry", "status"),
-        [
-            (r.label, r.index_version, r.local_version, r.registry_version, r.status)
-            for r in rows
-        ],
-    )
-    outdated = [r.label for r in rows if r.outdated]
-    console.note(f"{len(outdated)} of {len(rows)} out of date{': ' + ', '.join(outdated) if outdated else ''}")

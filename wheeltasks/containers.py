@@ -21,7 +21,8 @@ from pathlib import Path
 
 import docker.errors
 
-from . import docker_engine, registry, running
+from . import docker_engine, running
+from .credentials import docker_credentials
 from .errors import BuildError, WheelTasksError, first_line
 from .files import private_file
 from .imagenames import split_image
@@ -74,7 +75,7 @@ def ensure_image(client: docker.DockerClient, image: str, platform: str, timeout
             return str(local.id)
     except docker.errors.ImageNotFound:
         pass
-    username, password = registry.docker_credentials(split_image(image)[0], timeout=timeout)
+    username, password = docker_credentials(split_image(image)[0], timeout=timeout)
     auth = {"username": username, "password": password} if username or password else {}
     try:
         return str(client.images.pull(image, platform=platform, auth_config=auth).id)

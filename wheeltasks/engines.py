@@ -10,74 +10,27 @@ BUILDERS says which builder builds which platform:
   builders, and the current builder for platforms not named.
 
 Within a builder, buildx picks the node for a one-platform build itself (the first node
-that lists the platform); :func:`route` predicts that choice, so wheeltasks knows the
+that lists the platform); :meth:`Engines.route` predicts that choice, so wheeltasks knows the
 engine a job's build runs on: its repair and import-check containers run there too, and a
 platform the node runs natively needs neither QEMU nor cross-compilation.
 
-Facts from buildx 0.13 relied on here:
-
-- ``docker buildx ls --format json`` prints one JSON object per builder, but once per
-  table row (the builder's row and each node's), so a builder repeats; a builder it
-  cannot load has ``Err`` and one empty node; a node it cannot reach has ``Err`` and
-  status ``error``. It marks no current builder: ``docker buildx inspect`` (text) names it.
-- A node's ``Endpoint`` is a docker context name or an address (``unix://``, ``tcp://``,
-  ``ssh://``); for the ``remote`` and ``kubernetes`` drivers it is not a Docker engine.
-- A docker-driver builder is its docker context and refuses ``--builder`` from another
-  context: it needs ``docker --context <name> buildx build``.
-- Platforms are listed without default variants (``linux/arm64`` for ``linux/arm64/v8``).
+This module is the model, pure: what buildx and the engines answered is read into it by
+``buildx.py``, and the ``engines`` task shows it with ``enginereport.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import docker_engine
 from .docker_engine import Endpoint
 from .errors import RemoteError, WheelTasksError
-from .settings import Cross, Settings
+from .platforms import arch_of, platform_key
 from .targets import ARCHES, Arch, find_arch, runs_natively
 
-CLI_TIMEOUT = 120  # seconds for one buildx or context look-up (buildx ls asks every node)
-
-# containerd's normal form: the default variant is left out (arm64 = arm64/v8,
-# amd64 = amd64/v1) except for 32-bit arm, whose bare name means v7.
-_ARCH_NAMES = {"aarch64": "arm64", "x86_64": "amd64", "x86-64": "amd64", "i386": "386", "i686": "386", "armhf": "arm"}
-_IMPLIED_VARIANT = {"arm64": "v8", "amd64": "v1"}
-_BARE_VARIANT = {"arm": "v7"}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_DOCKER_DRIVERS = frozenset({"docker", "docker-container"})  # nodes that run on a Docker engine
-
-
-# ---- platforms (pure) ----------------------------------------------------------------
-
-
-def platform_key(text: str) -> str:
-    """A platform in containerd's normal form, so ``linux/arm64/v8`` equals ``linux/arm64``."""
-    parts = text.strip().lower().split("/")
-    if not 2 <= len(parts) <= 3 or not all(parts):
-        raise ValueError(f"{text!r} is not a platform like linux/arm64")
-    os_name, arch = parts[0], _ARCH_NAMES.get(parts[1], parts[1])
-    variant = parts[2] if len(parts) == 3 else _BARE_VARIANT.get(arch, "")
-    if variant == _IMPLIED_VARIANT.get(arch):
-        variant = ""
-    return "/".join(p for p in (os_name, arch, variant) if p)
-
-
-_ARCH_BY_KEY: dict[str, Arch] = {platform_key(a.platform): a for a in ARCHES}
-
-
-def arch_of(platform: str) -> Arch | None:
-    """The wheeltasks architecture of a Docker platform (any spelling), or None."""
-    try:
-        return _ARCH_BY_KEY.get(platform_key(platform))
-    except ValueError:
-        return None
 
 
 # ---- BUILDERS (pure) -----------------------------------------------------------------
@@ -101,7 +54,7 @@ class BuilderMap:
     def __str__(self) -> str:
         if self.everything:
             return self.everything
-        return ",".join(f"{_ARCH_BY_KEY[key].platform}={name}" for key, name in self.by_platform)
+        return ",".join(f"{_display(key)}={name}" for key, name in self.by_platform)
 
 
 _BUILDERS_HELP = "give platform=builder entries (e.g. linux/arm64=arm-node,linux/amd64=default) or one builder's name"
@@ -144,83 +97,6 @@ def _platform_arch(text: str, entry: str) -> Arch:
         known = ", ".join(a.platform for a in ARCHES)
         raise WheelTasksError(f"BUILDERS entry {entry!r}: {text!r} is not a platform wheeltasks builds (one of {known})")
     return arch
-
-
-# ---- what buildx lists (pure) --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ListedNode:
-    """A node as ``docker buildx ls`` lists it."""
-
-    name: str
-    endpoint: str
-    status: str
-    platforms: tuple[str, ...]
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class ListedBuilder:
-    """A builder as ``docker buildx ls`` lists it."""
-
-    name: str
-    driver: str
-    nodes: tuple[ListedNode, ...]
-    error: str = ""
-
-
-def parse_ls(text: str) -> tuple[ListedBuilder, ...]:
-    """``docker buildx ls --format json`` output: each builder once, in buildx's order."""
-    seen: dict[str, ListedBuilder] = {}
-    for item in _json_objects(text):
-        name = str(item.get("Name") or "")
-        if name and name not in seen:
-            seen[name] = _listed_builder(name, item)
-    return tuple(seen.values())
-
-
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    stripped = text.strip()
-    try:
-        if stripped.startswith("["):  # a later buildx may print one array
-            items = json.loads(stripped)
-        else:
-            items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise WheelTasksError(f"`docker buildx ls --format json` printed something that is not JSON ({exc}): upgrade buildx to 0.13 or newer") from exc
-    return [item for item in items if isinstance(item, dict)]
-
-
-def _listed_builder(name: str, item: Mapping[str, Any]) -> ListedBuilder:
-    nodes = tuple(
-        ListedNode(
-            name=str(node.get("Name") or ""),
-            endpoint=str(node.get("Endpoint") or ""),
-            status=str(node.get("Status") or ""),
-            platforms=tuple(_key_or_text(str(p)) for p in node.get("Platforms") or ()),
-            error=str(node.get("Err") or ""),
-        )
-        for node in item.get("Nodes") or ()
-        if isinstance(node, dict) and node.get("Name")  # a builder buildx cannot load lists one empty node
-    )
-    return ListedBuilder(name=name, driver=str(item.get("Driver") or ""), nodes=nodes, error=str(item.get("Err") or ""))
-
-
-def _key_or_text(platform: str) -> str:
-    try:
-        return platform_key(platform)
-    except ValueError:  # a form this code does not know: kept, though nothing will match it
-        return platform
-
-
-def parse_inspect_name(text: str) -> str | None:
-    """The builder's name from ``docker buildx inspect`` text (its first ``Name:`` line)."""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "Name" and value.strip():
-            return value.strip()
-    return None
 
 
 # ---- the model -----------------------------------------------------------------------
@@ -312,7 +188,7 @@ class Route:
             "platform": self.platform,
             "builder": self.builder.name,
             "node": self.node.name,
-            **_endpoint_json(self.node),
+            **endpoint_json(self.node),
             "native": self.native,
         }
 
@@ -381,269 +257,10 @@ def _display(platform: str) -> str:
     return arch.platform if arch is not None else platform
 
 
-# ---- asking buildx and the engines (I/O) ---------------------------------------------
-
-
-Probe = Callable[[Endpoint], str]  # an engine's machine; raises WheelTasksError when it does not answer
-Contexts = Callable[[str], Endpoint | None]  # a docker context's engine, None when there is no such context
-
-
-def discover(only: frozenset[str] | None = None, probe: Probe | None = None) -> Engines:
-    """Every builder buildx lists, with each node's engine resolved and asked for its CPU.
-
-    ``only`` limits the probing (not the listing) to those builders; a node that does not
-    answer is kept with its error, so only routing a job to it fails.
-    """
-    listed = parse_ls(_cli(["docker", "buildx", "ls", "--format", "json"], "list the buildx builders"))
-    current = current_builder_name()
-    ask = probe or docker_engine.engine_machine
-    wanted = None if only is None else only | {current or ""}  # unmapped platforms go to the current one
-    builders = tuple(
-        resolve_builder(b, current=b.name == current, probe=ask if wanted is None or b.name in wanted else None)
-        for b in listed
-    )
-    return Engines(builders)
-
-
-def resolve_builder(
-    listed: ListedBuilder, *, current: bool, probe: Probe | None, contexts: Contexts | None = None
-) -> Builder:
-    """A listed builder with its nodes' engines resolved (``probe`` None: not asked)."""
-    contexts = contexts or context_endpoint
-    nodes = listed.nodes
-    driver = listed.driver
-    if listed.error and not nodes and contexts(listed.name) is not None:
-        # A docker-driver builder whose engine is down: buildx lists neither driver nor node.
-        driver = "docker"
-        nodes = (ListedNode(name=listed.name, endpoint=listed.name, status="error", platforms=(), error=listed.error),)
-    return Builder(
-        name=listed.name,
-        driver=driver,
-        nodes=tuple(_resolve_node(listed.name, driver, n, probe, contexts) for n in nodes),
-        current=current,
-        error=listed.error if not nodes else "",
-    )
-
-
-def _resolve_node(builder: str, driver: str, listed: ListedNode, probe: Probe | None, contexts: Contexts) -> Node:
-    engine = node_engine(driver, listed.endpoint, contexts)
-    machine: str | None = None
-    error = listed.error
-    if engine is not None and probe is not None and not error:
-        try:
-            machine = probe(engine)
-        except WheelTasksError as exc:
-            error = str(exc)
-    return Node(
-        builder=builder, name=listed.name, endpoint=listed.endpoint, status=listed.status,
-        platforms=listed.platforms, engine=engine, machine=machine, error=error,
-    )
-
-
-def node_engine(driver: str, endpoint: str, contexts: Contexts | None = None) -> Endpoint | None:
-    """The Docker engine a node runs on: its context's host, or the address it names."""
-    if driver not in _DOCKER_DRIVERS or not endpoint:
-        return None
-    if "://" in endpoint:
-        return Endpoint(host=endpoint)
-    return (contexts or context_endpoint)(endpoint)
-
-
-@functools.cache
-def context_endpoint(name: str) -> Endpoint | None:
-    """A docker context's engine (``docker context inspect``), None when there is no such context."""
-    done = _run(["docker", "context", "inspect", name])
-    if done is None or done.returncode != 0:
-        return None
-    return parse_context(done.stdout)
-
-
-def parse_context(text: str) -> Endpoint | None:
-    """``docker context inspect`` JSON: the docker endpoint's host and TLS folder."""
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
-    docker_ep = (item.get("Endpoints") or {}).get("docker") or {}
-    host = str(docker_ep.get("Host") or "")
-    if not host:
-        return None
-    has_tls = bool((item.get("TLSMaterial") or {}).get("docker"))
-    tls_path = str((item.get("Storage") or {}).get("TLSPath") or "")
-    return Endpoint(
-        host=host,
-        tls_dir=f"{tls_path}/docker" if has_tls and tls_path else "",
-        skip_tls_verify=bool(docker_ep.get("SkipTLSVerify")),
-        context=str(item.get("Name") or ""),
-    )
-
-
-def current_builder_name() -> str | None:
-    """buildx's current builder (``docker buildx inspect``), None when it cannot load it."""
-    done = _run(["docker", "buildx", "inspect"])
-    return parse_inspect_name(done.stdout) if done is not None and done.returncode == 0 else None
-
-
-def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str] | None:
-    try:
-        return subprocess.run(list(command), capture_output=True, text=True, check=False, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _cli(command: Sequence[str], what: str) -> str:
-    docker_engine.buildx_version()  # no buildx: say how to install it, first
-    done = _run(command)
-    if done is None:
-        raise WheelTasksError(f"could not {what}: `{' '.join(command)}` did not finish within {CLI_TIMEOUT} s")
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        hint = "upgrade buildx to 0.13 or newer" if "--format" in (done.stderr or "") else "run it to see why"
-        raise WheelTasksError(f"could not {what}: `{' '.join(command)}` failed ({detail[0] if detail else done.returncode}); {hint}")
-    return done.stdout
-
-
-# ---- routing jobs --------------------------------------------------------------------
-
-
-def router(settings: Settings) -> Callable[[str], Route]:
-    """``builder_for(platform) -> Route`` for a run: asks buildx and the engines once.
-
-    Every builder BUILDERS names must exist (checked now, exit 2); a platform whose node
-    cannot be reached fails when it is routed (exit 4), naming the node.
-    """
-    mapping = parse_builders(settings.builders)
-    found = discover(only=mapping.names())
-    for name in sorted(mapping.names()):
-        found.builder(name)
-
-    @functools.cache
-    def builder_for(platform: str) -> Route:
-        return found.route(mapping, platform)
-
-    return builder_for
-
-
-# ---- the `engines` report ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlatformRow:
-    """One platform of the report: its route, or why it has none."""
-
-    arch: Arch
-    route: Route | None
-    problem: str = ""
-
-
-def platform_rows(engines: Engines, mapping: BuilderMap, arches: Sequence[Arch] = ARCHES) -> tuple[PlatformRow, ...]:
-    rows = []
-    for arch in arches:
-        try:
-            rows.append(PlatformRow(arch, engines.route(mapping, arch.platform)))
-        except WheelTasksError as exc:
-            rows.append(PlatformRow(arch, None, str(exc)))
-    return tuple(rows)
-
-
-def how(row: PlatformRow, cross: Cross) -> str:
-    """How a platform's jobs build: natively, or with which fallback."""
-    if row.route is None:
-        return "cannot build: " + row.problem
-    if row.route.native:
-        return "native"
-    if cross is Cross.NEVER:
-        return "no native node: emulated with QEMU (CROSS=never)"
-    if cross is Cross.ALWAYS:
-        return "no native node: cross-compiled (CROSS=always)"
-    return "no native node: cross-compiled (CROSS=auto), emulated with QEMU for recipes with mod_cross=no"
-
-
-def render(engines: Engines, mapping: BuilderMap, cross: Cross, arches: Sequence[Arch] = ARCHES) -> str:
-    """The ``engines`` report as text: builders and nodes, then where each platform builds."""
-    lines = ["builders (buildx):"]
-    for builder in engines.builders:
-        lines += _builder_lines(builder)
-    lines += ["", f"platforms (BUILDERS={str(mapping) or '(empty: the current builder)'}, CROSS={cross.value}):"]
-    rows = platform_rows(engines, mapping, arches)
-    width = max((len(r.arch.platform) for r in rows), default=0)
-    for row in rows:
-        where = f"{row.route.builder.name}/{row.route.node.name}" if row.route else "-"
-        lines.append(f"  {row.arch.platform:<{width}}  {where}  {how(row, cross)}")
-    return "\n".join(lines)
-
-
-def _builder_lines(builder: Builder) -> list[str]:
-    head = f"  {builder.name} ({builder.driver or 'unknown'} driver{', current' if builder.current else ''})"
-    if builder.error:
-        return [f"{head}: unreachable: {builder.error}"]
-    lines = [head]
-    for node in builder.nodes:
-        state = "reachable" if node.reachable else f"unreachable: {node.error}"
-        lines.append(f"    node {node.name} at {node.where}, {node.status or 'unknown'}, {node.machine or 'machine unknown'}: {state}")
-        native = node.native_platforms()
-        emulated = [p for p in node.platforms if p not in native]
-        lines.append(f"      native: {', '.join(native) or '-'}")
-        if emulated:
-            lines.append(f"      emulated (QEMU): {', '.join(emulated)}")
-    return lines
-
-
-def to_json(engines: Engines, mapping: BuilderMap, cross: Cross, arches: Sequence[Arch] = ARCHES) -> dict[str, Any]:
-    """The ``engines`` report as one JSON object (the same facts as :func:`render`)."""
-    return {
-        "builders": [_builder_json(b) for b in engines.builders],
-        "builders_setting": str(mapping),
-        "cross": cross.value,
-        "platforms": [
-            {
-                "arch": row.arch.name,
-                "platform": row.arch.platform,
-                "route": row.route.to_json() if row.route else None,
-                "how": how(row, cross),
-            }
-            for row in platform_rows(engines, mapping, arches)
-        ],
-    }
-
-
-def _builder_json(builder: Builder) -> dict[str, Any]:
-    return {
-        "name": builder.name,
-        "driver": builder.driver,
-        "current": builder.current,
-        "error": builder.error or None,
-        "nodes": [
-            {
-                "name": n.name,
-                **_endpoint_json(n),
-                "status": n.status,
-                "machine": n.machine,
-                "reachable": n.reachable,
-                "error": n.error or None,
-                "platforms": list(n.platforms),
-                "native": list(n.native_platforms()),
-            }
-            for n in builder.nodes
-        ],
-    }
-
-
-def _endpoint_json(node: Node) -> dict[str, str | None]:
+def endpoint_json(node: Node) -> dict[str, str | None]:
     """The node's address as buildx lists it, and the Docker engine behind it (None without one)."""
     return {
         "endpoint": node.endpoint,
         "docker_host": node.engine.host if node.engine else None,
         "context": (node.engine.context or None) if node.engine else None,
     }
-
-
-def report(settings: Settings, as_json: bool = False) -> str:
-    """The ``engines`` task's output: every builder probed, the platforms of ARCHES routed."""
-    mapping = parse_builders(settings.builders)
-    found = discover()
-    arches = settings.arch_list
-    if as_json:
-        return json.dumps(to_json(found, mapping, settings.cross, arches), indent=2)
-    return render(found, mapping, settings.cross, arches)

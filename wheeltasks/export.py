@@ -17,10 +17,11 @@ from .files import copy_atomic
 from .job import Job
 from .settings import Settings
 from .verify import of_module
+from .wheelsdir import arch_folder
 
 
 def export_dir(settings: Settings, job: Job) -> Path:
-    return settings.wheels_dir / job.arch.name
+    return arch_folder(settings.wheels_dir, job.arch.name)
 
 
 def sha256(path: Path) -> str:

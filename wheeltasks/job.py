@@ -10,7 +10,7 @@ from packaging.version import Version
 
 from .recipes import Recipe
 from .settings import Kind, Repository, Settings
-from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, module_label
+from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, is_exported, module_label
 from .workdir import WorkDir
 
 if TYPE_CHECKING:  # values made by the engine clients; the model does not import them
@@ -89,8 +89,8 @@ class Job:
 
     @property
     def exports(self) -> bool:
-        """Only default-SSL (OpenSSL or no SSL) builds are written to ``wheels/``."""
-        return self.ssl in (None, SSL.OPENSSL)
+        """Whether the job's wheels are written to ``wheels/`` (:func:`~wheeltasks.targets.is_exported`)."""
+        return is_exported(self.ssl)
 
     @property
     def engine(self) -> Endpoint | None:

@@ -18,21 +18,22 @@ from packaging.version import Version
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
 from .recipes import Listing, Recipe, load_recipe, recipes_in
-from .settings import Cross, Kind, Settings, check_python
+from .settings import Cross, Kind, Settings
 from .targets import (
-    DEFAULT_SSL,
     PYALL,
     SSL,
     Arch,
     Target,
     find_arch,
     host_machine,
+    implied_ssl,
     parse_target,
     runs_natively,
     split_targets,
 )
+from .values import check_python
 
-if TYPE_CHECKING:  # the router is given (engines.router); the planner does not import the client
+if TYPE_CHECKING:  # the router is given (buildx.router); the planner does not import the client
     from .engines import Route
 
 # Special targets given alone that stand for the default sets.
@@ -79,10 +80,6 @@ class _Want:
         return (self.module, self.ssl, self.version, self.python, self.arch.name, self.kind)
 
 
-def newest_python(settings: Settings) -> str:
-    return max(settings.python_versions, key=Version)
-
-
 SslModule = Callable[[str], bool]
 
 
@@ -104,9 +101,7 @@ def with_ssl(target: Target, is_ssl: SslModule) -> Target:
             f"{target.module} does not link an SSL library, so -{target.ssl.value} does not apply; SSL suffixes "
             "apply to the modules of SSL_MODULES and to those whose recipe names ${SSL}"
         )
-    if target.ssl is None and is_ssl(target.module):
-        return dataclasses.replace(target, ssl=DEFAULT_SSL)
-    return target
+    return dataclasses.replace(target, ssl=implied_ssl(target.ssl, is_ssl(target.module)))
 
 
 def default_targets(settings: Settings, which: str, is_ssl: SslModule | None = None) -> list[Target]:
@@ -293,7 +288,7 @@ def resolve(
 ) -> Plan:
     """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
 
-    ``router`` gives each platform's builder and node (engines.router); without one, jobs
+    ``router`` gives each platform's builder and node (buildx.router); without one, jobs
     build on buildx's default builder and "native" means this machine's CPU. ``newest``
     gives the Python of targets without one (asked only when one needs it); without it,
     the newest of PYTHON_VERSIONS. ``pin`` names the builder image of each (Python, platform)
@@ -313,7 +308,7 @@ def resolve(
     def depends_of(module: str, ssl: SSL | None) -> tuple[Target, ...]:
         return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
-    newest_once = functools.cache(newest or (lambda: newest_python(settings)))
+    newest_once = functools.cache(newest or (lambda: settings.newest_default_python))
     wants = _ordered(_expand(settings, targets, kinds, notes, depends_of, is_ssl, newest_once))
     versions = _versions(index, wants)
 

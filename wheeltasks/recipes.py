@@ -30,8 +30,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .errors import WheelTasksError
-from .settings import Settings, parse_bool
+from .settings import Settings
 from .targets import DEFAULT_SSL, SSL, module_label
+from .values import parse_bool
 
 PACKAGE_SCRIPTS = Path(str(resources.files("wheeltasks") / "data" / "scripts"))
 

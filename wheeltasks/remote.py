@@ -27,6 +27,7 @@ from .urls import http_url_problem
 T = TypeVar("T")
 
 CHUNK = 64 * 1024
+DEFAULT_TIMEOUT = 120.0  # seconds, for a client not given REMOTE_TIMEOUT
 CONNECT_TIMEOUT = 10.0
 MIB = 1024 * 1024
 

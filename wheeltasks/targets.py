@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import platform as host_platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
@@ -47,6 +47,19 @@ class SSL(enum.Enum):
 
 
 DEFAULT_SSL = SSL.OPENSSL
+
+
+def implied_ssl(ssl: SSL | None, links_ssl: bool) -> SSL | None:
+    """The SSL library a target or tag names: its suffix; a module that links one and names
+    none is its OpenSSL build (one module, one name; tags written before the suffix was the
+    rule name no suffix)."""
+    return DEFAULT_SSL if ssl is None and links_ssl else ssl
+
+
+def is_exported(ssl: SSL | None) -> bool:
+    """Only default-SSL (OpenSSL or no SSL) builds are written to ``wheels/``; LibreSSL builds
+    are published as images only."""
+    return ssl in (None, DEFAULT_SSL)
 
 
 @dataclass(frozen=True)
@@ -198,22 +211,18 @@ def host_machine() -> str:
     return arch.machine if arch is not None else machine
 
 
-def platform_of(arch: Arch) -> dict[str, str]:
-    """The arch as an OCI platform (``{"os": "linux", "architecture": "arm", "variant": "v7"}``)."""
-    platform = {"architecture": arch.oci_architecture, "os": "linux"}
-    if arch.variant:
-        platform["variant"] = arch.variant
-    return platform
+def native_machines(arch: Arch) -> tuple[str, ...]:
+    """The machines of the table whose CPUs run ``arch``'s code without emulation."""
+    return tuple(dict.fromkeys(a.machine for a in ARCHES if runs_natively(arch, a.machine)))
 
 
-def oci_platform_key(platform: object) -> tuple[str, str, str] | None:
-    """(os, architecture, variant) of an OCI platform, with the variants Docker assumes
-    when one is missing; None for anything that is not a platform."""
-    if not platform or not isinstance(platform, Mapping):
-        return None
-    os_name, architecture = str(platform.get("os", "")), str(platform.get("architecture", ""))
-    variant = str(platform.get("variant") or {"arm64": "v8", "arm": "v7"}.get(architecture, ""))
-    return os_name, architecture, variant
+def arches_tsv() -> str:
+    """The table for the shell side that cannot import this package (``.ci/services.sh``
+    runs before it is installed): :func:`shell_facts` and the machines that run the arch
+    natively (``NATIVE``, space separated), one tab-separated row an arch, a header first.
+    ``wheeltasks/data/arches.tsv`` holds it (tests/test_targets.py keeps it current)."""
+    rows = [{**shell_facts(arch), "NATIVE": " ".join(native_machines(arch))} for arch in ARCHES]
+    return "".join("\t".join(row) + "\n" for row in [list(rows[0]), *(list(r.values()) for r in rows)])
 
 
 _ARCH_LOOKUP = {

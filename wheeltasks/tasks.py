@@ -1,6 +1,6 @@
 """The invoke tasks: parse arguments, build Settings, call the steps, print.
 
-Each task offers as flags only the settings its steps read (see :data:`GROUPS`), typed
+Each task offers as flags only the settings its parts of the work read (:data:`TASK_PARTS`), typed
 by the setting: a switch is a bare flag that turns the setting on (``--push``); a value
 flag needs a value (``--pypi-index URL``). Flags beat the environment, which beats the
 ``wheeltasks`` section of the invoke configuration.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -20,46 +19,47 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, console, engines, pipeline, running, simpleindex, snippet
+from . import builders, buildx, console, enginereport, engines, pipeline, running, simpleindex, snippet, steps
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
-from .index import IndexClient, clear_cache
+from .index import IndexClient
+from .indexcache import clear_cache
 from .invoke_edge import closed_pipe
 from .plan import Plan, parse_targets, resolve, ssl_modules
-from .settings import Option, Settings, options_for
+from .runreport import RunReport, print_plan
+from .settings import Option, Part, Settings, options_read_by
+from .steps import BUILD, EXPORT, PULL_EXISTING, PUSH, REPAIR, Step
 
-# The settings each part of the work reads; a task offers the flags of its parts.
-PROJECT = ("project_dir",)
-INDEX = ("pypi_index", "ca_bundle", "cache_dir", "clean_cache", "remote_timeout", "max_index_page_mb")
-PLAN = (
-    "modules", "core_modules", "python_versions", "arches", "ssl_modules", "exclude", "shared", "no_shared",
-    "build_both", "scripts_dir", "work_dir", "wheels_registry", "shared_repo", "no_shared_repo", "builder_image",
-    "alpine_version", "cross",
-)
-REGISTRY = ("wheels_registry", "shared_repo", "no_shared_repo", "registry_username", "ca_bundle", "remote_timeout", "max_layer_mb")
-RUN = ("fail_fast", "jobs", "builders")
-PULL = ("no_self_pull", "no_pull_wheels", "wheels_force_pull", *REGISTRY)
-BUILD = ("noop", "no_build", "build_no_cache", "no_binary", "builder_image", "alpine_version", "ca_bundle", "pypi_index", "cross")
-REPAIR = ("noop", "builder_image", "alpine_version", "ca_bundle")
-EXPORT = ("noop", "wheels_dir", "force")
-PUSH = ("noop", "do_push", *REGISTRY)
-FLOW = (*RUN, *PULL, *BUILD, *REPAIR, *EXPORT, *PUSH)
+# The parts of the work each task runs. Its flags are the settings those parts read: each
+# row of settings.OPTIONS says which parts read it, and each step of the flow which parts it
+# is (steps.STEPS), so a new setting or step needs no list here.
+_PLANNED = (Part.PROJECT, Part.INDEX, Part.PLAN)
 
+
+def _runs(names: Sequence[str]) -> tuple[Part, ...]:
+    return (*_PLANNED, Part.RUN, *steps.reads(names))
+
+
+TASK_PARTS: dict[str, tuple[Part, ...]] = {
+    "resolve": _PLANNED,
+    "check": (Part.PROJECT, Part.INDEX, Part.CHECK, Part.REGISTRY),
+    "update": _runs(steps.FULL_FLOW),
+    PULL_EXISTING.task: _runs([PULL_EXISTING.name]),
+    BUILD.task: _runs(steps.FULL_FLOW),
+    REPAIR.task: _runs([REPAIR.name]),
+    EXPORT.task: _runs([EXPORT.name]),
+    PUSH.task: _runs([PUSH.name]),
+    "all": _runs(steps.FULL_FLOW),
+    "core": _runs(steps.FULL_FLOW),
+    "engines": (Part.PROJECT, Part.ENGINES),
+    "clean-cache": (Part.PROJECT, Part.CACHE),
+    "index": (Part.PROJECT, Part.SIMPLE_INDEX),
+    "snippet": _PLANNED,
+}
+# The settings each task reads (the fields of its flags, and of the secrets it takes only
+# from the environment).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "resolve": (*PROJECT, *INDEX, *PLAN),
-    "check": (*PROJECT, *INDEX, "modules", "core_modules", "ssl_modules", "python_versions", "wheels_dir", *REGISTRY),
-    "update": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "pull-existing": (*PROJECT, *INDEX, *PLAN, *RUN, *PULL, "noop"),
-    "build": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "repair": (*PROJECT, *INDEX, *PLAN, *RUN, *REPAIR),
-    "export": (*PROJECT, *INDEX, *PLAN, *RUN, *EXPORT),
-    "push": (*PROJECT, *INDEX, *PLAN, *RUN, *PUSH),
-    "all": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "core": (*PROJECT, *INDEX, *PLAN, *FLOW),
-    "engines": (*PROJECT, "builders", "cross", "arches"),
-    "clean-cache": (*PROJECT, "cache_dir"),
-    "index": (*PROJECT, "wheels_dir", "index_dir", "index_base_url"),
-    "snippet": (*PROJECT, *INDEX, *PLAN),
+    task: tuple(o.field for o in options_read_by(parts)) for task, parts in TASK_PARTS.items()
 }
 
 
@@ -69,11 +69,11 @@ def flag_help(option: Option) -> str:
 
 def load_settings(c: Context, flags: Mapping[str, Any]) -> Settings:
     config = c.config.get("wheeltasks", None)
-    return Settings.load({} if config is None else config, os.environ, flags)
+    return Settings.load({} if config is None else config, flags=flags)  # and the environment
 
 
 def _flag_options(name: str) -> tuple[Option, ...]:
-    return tuple(o for o in options_for(GROUPS[name]) if o.flag)
+    return tuple(o for o in options_read_by(TASK_PARTS[name]) if o.flag)
 
 
 def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
@@ -145,7 +145,7 @@ def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route] |
     """Each platform's builder and node. Where nothing will be built (resolve, NOOP) a
     machine without buildx or an engine still plans, on this machine's CPU, with a note."""
     try:
-        return engines.router(settings)
+        return buildx.router(settings)
     except WheelTasksError as exc:
         if strict or settings.builders:
             raise
@@ -167,7 +167,7 @@ def plan_for(
     texts = [targets] if isinstance(targets, str) else list(targets)
     router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
-                   newest=lambda: builders.newest_python(settings),
+                   newest=lambda: builders.newest_builder_python(settings),
                    pin=lambda wanted: builders.pin_all(settings, wanted))
     for message in plan.notes:
         console.note(message)
@@ -181,21 +181,43 @@ def _resolve(settings: Settings, targets: str, json: bool = False) -> None:
     if json:
         console.emit_json([job.to_json() for job in plan.jobs])
     else:
-        pipeline.print_plan(plan)
+        print_plan(plan)
+
+
+def show_check_rows(rows: list[check_mod.CheckRow], json: bool) -> None:
+    if json:
+        console.emit_json([row.to_json() for row in rows])
+    else:
+        _print_check_rows(rows)
+
+
+def _print_check_rows(rows: list[check_mod.CheckRow]) -> None:
+    console.table(
+        ("module", "index", "wheels/", "registry", "status"),
+        [
+            (r.label, r.index_version, r.local_version, r.registry_version, r.status)
+            for r in rows
+        ],
+    )
+    outdated = [r.label for r in rows if r.outdated]
+    console.note(f"{len(outdated)} of {len(rows)} out of date{': ' + ', '.join(outdated) if outdated else ''}")
 
 
 @helps(json="print one object per module and SSL variant as a JSON array")
 def _check(settings: Settings, json: bool = False) -> None:
     """For every default module: is the index newer than what wheels/ and the registry hold?"""
-    check_mod.show_rows(check_mod.check(settings), json)
+    show_check_rows(check_mod.check(settings), json)
 
 
-def run_plan(
-    settings: Settings, plan: Plan, steps: Sequence[str] | None = None, json: bool = False
-) -> pipeline.RunReport:
+def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False) -> RunReport:
     # Live lines only on a terminal, and not in CI logs (which keep every line).
-    live = sys.stderr.isatty() and os.environ.get("CI", "").lower() in ("", "0", "false", "no")
-    return pipeline.run(settings, plan, steps, json_report=json, live=live)
+    live = sys.stderr.isatty() and not settings.ci
+    return pipeline.run(settings, plan, names, json_report=json, live=live)
+
+
+def run_step(settings: Settings, targets: str, step: Step, json: bool) -> None:
+    """One step alone, on what earlier runs left in the work folders."""
+    run_plan(settings, plan_for(settings, targets, route=step.routed), (step.name,), json)
 
 
 REPORT_HELP = "print the run's report (every job, its result, time and log) as JSON"
@@ -207,7 +229,7 @@ def _update(settings: Settings, json: bool = False) -> None:
     index = IndexClient(settings)  # one client: CLEAN_CACHE clears once per run
     rows = check_mod.check(settings, index)
     if not json:
-        check_mod.show_rows(rows, json=False)
+        show_check_rows(rows, json=False)
     targets = [row.update_target for row in rows if row.outdated]
     report: dict[str, Any] | None = None
     try:
@@ -225,7 +247,7 @@ def _update(settings: Settings, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None:
     """Fetch existing wheel images: the target's own and its dependencies'."""
-    run_plan(settings, plan_for(settings, targets, route=False), ("pull-existing",), json)
+    run_step(settings, targets, PULL_EXISTING, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
@@ -237,19 +259,19 @@ def _build(settings: Settings, targets: str, json: bool = False) -> None:
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _repair(settings: Settings, targets: str, json: bool = False) -> None:
     """auditwheel-repair (shared kind) and verify what `build` left in the work folder."""
-    run_plan(settings, plan_for(settings, targets), ("repair",), json)
+    run_step(settings, targets, REPAIR, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _export(settings: Settings, targets: str, json: bool = False) -> None:
     """Copy the repaired wheels into wheels/<arch>/ (atomically; OpenSSL builds only)."""
-    run_plan(settings, plan_for(settings, targets, route=False), ("export",), json)
+    run_step(settings, targets, EXPORT, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
 def _push(settings: Settings, targets: str, json: bool = False) -> None:
     """Push the repaired wheels as multi-platform wheel images."""
-    run_plan(settings, plan_for(settings, targets, route=False), ("push",), json)
+    run_step(settings, targets, PUSH, json)
 
 
 @helps(json=REPORT_HELP)
@@ -268,7 +290,7 @@ def _core(settings: Settings, json: bool = False) -> None:
 def _engines(settings: Settings, json: bool = False) -> None:
     """The buildx builders and nodes, their platforms (native or emulated), whether each answers,
     and where each platform builds (with QEMU and cross-compilation as the fallbacks)."""
-    print(engines.report(settings, as_json=json))
+    print(enginereport.report(settings, as_json=json))
 
 
 def _clean_cache(settings: Settings) -> None:
@@ -304,11 +326,11 @@ ns = Collection(
     wheel_task(_resolve, "resolve"),
     wheel_task(_check, "check"),
     wheel_task(_update, "update"),
-    wheel_task(_pull_existing, "pull-existing"),
-    wheel_task(_build, "build"),
-    wheel_task(_repair, "repair"),
-    wheel_task(_export, "export"),
-    wheel_task(_push, "push"),
+    wheel_task(_pull_existing, PULL_EXISTING.task),
+    wheel_task(_build, BUILD.task),
+    wheel_task(_repair, REPAIR.task),
+    wheel_task(_export, EXPORT.task),
+    wheel_task(_push, PUSH.task),
     wheel_task(_all, "all"),
     wheel_task(_core, "core"),
     wheel_task(_engines, "engines"),
