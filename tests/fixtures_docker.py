@@ -23,6 +23,8 @@ import requests
 FIXTURE_PYTHON = "3.11"
 FIXTURE_REGISTRY = os.environ.get("FIXTURE_REGISTRY", "127.0.0.1:5000")
 BUILDER_REPOSITORY = "wheeltasks-fixtures/builder"
+BUILDER2_REPOSITORY = "wheeltasks-fixtures/builder2"
+BUILDER2_PYTHONS = ("3.11", "3.13")
 BUILDERS_DIR = Path(__file__).parent / "fixtures" / "builders"
 PACKAGES_DIR = Path(__file__).parent / "fixtures" / "packages"
 SERVICES_HINT = "run bash .ci/services.sh"
@@ -91,6 +93,13 @@ def builder_template(docker_client: Any, fixture_registry: str) -> str:
         pytest.fail(f"fixture builder images failed to build (exit {result.returncode}):\n{tail}", pytrace=False)
     print(f"fixture builders ready in {time.monotonic() - started:.1f} s")
     return f"{fixture_registry}/{BUILDER_REPOSITORY}:py{{python}}"
+
+
+@pytest.fixture(scope="session")
+def builder2_template(builder_template: str) -> str:
+    """The builders with a second Python (build.sh makes them with the others): py3.11 is the
+    same multi-platform index as ``builder_template``'s, py3.13 is linux/amd64 only."""
+    return builder_template.replace(f"/{BUILDER_REPOSITORY}:", f"/{BUILDER2_REPOSITORY}:")
 
 
 @pytest.fixture(scope="session")

@@ -50,12 +50,15 @@ HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 
 @dataclass(frozen=True)
 class FixtureFile:
-    """One distribution file: kind ("sdist"/"wheel"), version, Requires-Python, yanked."""
+    """One distribution file: kind ("sdist"/"wheel"), version, Requires-Python, yanked, and a
+    wheel's tag (a wheel of another tag than py3-none-any holds only the pure module: it is
+    the index's evidence of how a module's wheels come out, never installed)."""
 
     kind: str
     version: str
     requires_python: str | None = None
     yanked: bool | str = False  # a str is the PEP 592 reason
+    tag: str = "py3-none-any"
 
 
 # Served by the static index. Newest installable version per Python (see test_index.py):
@@ -95,6 +98,13 @@ PYPISERVER_PROJECTS: dict[str, tuple[FixtureFile, ...]] = {
         FixtureFile("wheel", "1.5.0"),
         FixtureFile("sdist", "2.0.0b1"),
     ),
+    # For the build-once tests (test_sources_e2e.py): the index's wheels of older releases
+    # say how a module's wheels come out. wtpure 1.1.0 (an sdist) is pure as 1.0.0 was;
+    # wtabi 1.0.0 (tests/fixtures/packages/) is abi3 as 0.9.0 was; wtturn 2.0.0 (ditto)
+    # compiles a C extension although 1.0.0 was pure.
+    "wtpure": (FixtureFile("wheel", "1.0.0"), FixtureFile("sdist", "1.1.0")),
+    "wtabi": (FixtureFile("wheel", "0.9.0", tag="cp311-abi3-musllinux_1_2_riscv64"),),
+    "wtturn": (FixtureFile("wheel", "1.0.0"),),
 }
 
 
@@ -144,18 +154,20 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def write_wheel(dest: Path, project: str, version: str, requires_python: str | None = None) -> Path:
-    """A valid pure-Python wheel (module, METADATA, WHEEL, RECORD)."""
+def write_wheel(
+    dest: Path, project: str, version: str, requires_python: str | None = None, tag: str = "py3-none-any"
+) -> Path:
+    """A valid wheel of one Python module (module, METADATA, WHEEL, RECORD) tagged ``tag``."""
     stem = f"{_module_name(project)}-{version}"
     info = f"{stem}.dist-info"
     files = {
         f"{_module_name(project)}.py": f'__version__ = "{version}"\n'.encode(),
         f"{info}/METADATA": _metadata(project, version, requires_python).encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: wheeltasks-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: wheeltasks-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
     }
     record = [_record_line(name, data) for name, data in files.items()] + [f"{info}/RECORD,,"]
     files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    path = dest / f"{stem}-py3-none-any.whl"
+    path = dest / f"{stem}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as whl:
         for name, data in files.items():
             whl.writestr(name, data)
@@ -163,8 +175,9 @@ def write_wheel(dest: Path, project: str, version: str, requires_python: str | N
 
 
 def write_file(dest: Path, project: str, spec: FixtureFile) -> Path:
-    writer = write_wheel if spec.kind == "wheel" else write_sdist
-    return writer(dest, project, spec.version, spec.requires_python)
+    if spec.kind == "wheel":
+        return write_wheel(dest, project, spec.version, spec.requires_python, spec.tag)
+    return write_sdist(dest, project, spec.version, spec.requires_python)
 
 
 def build_source_packages(src_root: Path, dest: Path, work: Path) -> list[Path]:

@@ -339,9 +339,9 @@ def test_a_page_is_parsed_once_per_run(
     parsed: list[str] = []
     real = index_module.parse_page
 
-    def counting(project: str, content_type: str, body: bytes) -> list[Any]:
+    def counting(project: str, content_type: str, body: bytes, base: str = "") -> list[Any]:
         parsed.append(project)
-        return real(project, content_type, body)
+        return real(project, content_type, body, base)
 
     monkeypatch.setattr(index_module, "parse_page", counting)
     client = client_for(index_settings, static_index.url("html"))

@@ -48,6 +48,11 @@ def test_full_target_is_one_job(plan: Callable[..., Plan], tmp_path: Path) -> No
         "builder": "python:3.11-alpine3.22",
         "build_platform": "linux/amd64",
         "build_builder": "python:3.11-alpine3.22",
+        # the only job of its module: built (the index lists no sha256 to take its wheel by)
+        "source": "build",
+        "reuse_of": None,
+        "index_file": None,
+        "source_why": None,
         "tag": "wtfix1.1.0-py3.11",
         "repository": "127.0.0.1:5000/me/python-musl-wheels",
         "image": "127.0.0.1:5000/me/python-musl-wheels:wtfix1.1.0-py3.11",
@@ -293,6 +298,9 @@ class _EveryVersionIs1:
 
     def check_version(self, project: str, version: Version, python: str | None) -> None:
         return None
+
+    def files(self, project: str) -> list[Any]:
+        return []  # no wheels on it: every job builds
 
 
 CHAIN = 1500  # recipes: far deeper than Python's recursion limit (1000 frames) allows recursing

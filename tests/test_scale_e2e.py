@@ -49,7 +49,8 @@ def test_jobs_run_side_by_side_in_order_and_give_the_same_wheels(
     tmp_path: Path, builder_template: str, index_server: str
 ) -> None:
     """8 jobs (4 modules x 2 kinds; wtdep needs wtzlib), two at a time, then one at a time."""
-    side = project_env(tmp_path / "side", builder_template, index_server, JOBS="2", BUILD_BOTH="1")
+    # REUSE=never: wtplain and wt-fix-name have wheels on the index; here every job builds.
+    side = project_env(tmp_path / "side", builder_template, index_server, JOBS="2", BUILD_BOTH="1", REUSE="never")
     done = cli(side, "build", *TARGETS, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = json.loads(done.stdout)["jobs"]
@@ -60,7 +61,7 @@ def test_jobs_run_side_by_side_in_order_and_give_the_same_wheels(
     by = {(j["module"], j["kind"]): j for j in jobs}
     for kind in ("shared", "no-shared"):
         assert by[("wtdep", kind)]["started"] >= by[("wtzlib", kind)]["ended"]  # its dependency first
-    one = project_env(tmp_path / "one", builder_template, index_server, JOBS="1", BUILD_BOTH="1")
+    one = project_env(tmp_path / "one", builder_template, index_server, JOBS="1", BUILD_BOTH="1", REUSE="never")
     again = cli(one, "build", *TARGETS, "--json")
     assert again.returncode == 0, again.stderr[-3000:]
     spans = sorted((j["started"], j["ended"]) for j in json.loads(again.stdout)["jobs"])
@@ -73,7 +74,7 @@ def test_each_platform_builds_on_the_engine_it_is_mapped_to(
 ) -> None:
     """linux/amd64 on the second engine, linux/arm64 on the first (emulated there)."""
     env = project_env(tmp_path / "p", builder_template, index_server, BUILDERS=f"linux/amd64={ENGINE2},linux/arm64=default",
-                      BUILD_NO_CACHE="1", CROSS="never", JOBS="2")
+                      BUILD_NO_CACHE="1", CROSS="never", JOBS="2", REUSE="never")
     since = datetime.now(timezone.utc)
     done = cli(env, "build", "wtzlib-amd64", "wtzlib-arm64", "wtplain-amd64", "--json")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -5,9 +5,11 @@
   anyway); the dependencies' images are pulled into ``imports/`` unless this run built
   them already.
 - build: a job whose own image was pulled is **reused** (not built) unless NO_SELF_PULL;
-  NO_BUILD **skips** the build; otherwise it is **built**.
+  NO_BUILD **skips** the build; otherwise it is **built**, or **takes** the wheel the plan
+  chose for it (``sources.py``: another job's that serves it, the index's), and builds when
+  that turns out not to serve.
 - repair: a built job is repaired; a reused one needs none; nothing built is an error.
-- import-check: only what this run built and repaired (reused wheels were checked when
+- import-check: what this run built or took, repaired (reused images were checked when
   they were built).
 - export: OpenSSL (and SSL-less) jobs only (``Job.exports``); push: with DO_PUSH (or the
   push task).
@@ -30,6 +32,8 @@ class Outcome(str, enum.Enum):
     PENDING = "pending"  # not ended (yet)
     BUILT = "built"
     REUSED = "reused"  # its own published image had the platform
+    TOOK_BUILD = "took a build"  # another job's wheel, which serves it (pure, abi3)
+    FROM_INDEX = "from the index"  # the index's wheel for its platform and Python
     SKIPPED = "skipped"  # NO_BUILD
     DONE = "done"  # its steps ran, none of them a build
     FAILED = "failed"
@@ -69,5 +73,6 @@ def wants_repair(state: State) -> bool:
 
 
 def wants_import_check(state: State, outcome: Outcome) -> bool:
-    """Only what this run built and repaired is imported on its platform."""
-    return state is State.REPAIRED and outcome is Outcome.BUILT
+    """What this run built, or took from another job or the index, is imported on its
+    platform (reused images were checked when they were built)."""
+    return state is State.REPAIRED and outcome in (Outcome.BUILT, Outcome.TOOK_BUILD, Outcome.FROM_INDEX)

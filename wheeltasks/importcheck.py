@@ -17,7 +17,6 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from . import console, containers
@@ -26,25 +25,12 @@ from .files import clear
 from .job import Job
 from .settings import Kind, Settings
 from .verify import of_module
-
-MUSLLINUX_MINORS = (2, 1, 0)  # musllinux_1_2 ... 1_0: what a musl 1.2 platform accepts
-
-
-def target_tags(job: Job) -> frozenset[Tag]:
-    """The tags a CPython of the job's Python on the job's platform accepts (never the host's)."""
-    major, minor = (int(part) for part in job.python.split(".")[:2])
-    platforms = [f"musllinux_1_{m}_{job.arch.machine}" for m in MUSLLINUX_MINORS] + [f"linux_{job.arch.machine}"]
-    return frozenset(
-        (
-            *cpython_tags((major, minor), platforms=platforms),
-            *compatible_tags((major, minor), f"cp{major}{minor}", platforms=platforms),
-        )
-    )
+from .wheeltags import target_tags
 
 
 def chosen(job: Job, wheels: Iterable[Path], offered: Iterable[Path]) -> list[Path]:
     """One wheel per distribution for the target: the job's own wheels first, then the offered ones."""
-    accepted = target_tags(job)
+    accepted = frozenset(target_tags(job.arch, job.python))
     picked: dict[str, Path] = {}
     for wheel in (*wheels, *offered):
         try:

@@ -7,6 +7,7 @@ may install and which are yanked, from the pages as ``pages.py`` reads them.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import subprocess
@@ -16,9 +17,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 import urllib3.exceptions
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -27,6 +31,7 @@ from requests_cache.models.response import CachedResponse
 
 from . import remote
 from .errors import RemoteError, WheelTasksError
+from .files import atomic_writer
 from .indexcache import Clock, PageCache, cache_path, clear_cache, utc_now
 from .pages import ACCEPT, DistFile, Release, UnreadablePage, group_releases, newest_installable, parse_page
 from .settings import Settings
@@ -151,8 +156,11 @@ class IndexClient:
         if settings.ca_bundle:
             self._session.verify = settings.ca_bundle
         # Each project page parsed once per run, whatever asks for it (every Python of
-        # -pyall, check_version): a page of 100k links takes seconds to parse.
+        # -pyall, check_version, the wheels the plan takes): a page of 100k links takes
+        # seconds to parse.
+        self._files: dict[str, list[DistFile]] = {}
         self._releases: dict[str, list[Release]] = {}
+        self.max_wheel_bytes = settings.max_layer_bytes
         self._parsed_lock = threading.Lock()
         self._counter = _Counter()
         adapter = _CountingAdapter(self._counter)
@@ -174,21 +182,66 @@ class IndexClient:
         return f"{self.index_url}{canonicalize_name(project)}/"
 
     def files(self, project: str) -> list[DistFile]:
+        """Every file of the project page (fetched and parsed once per client), each with its
+        absolute URL and the index's sha256."""
         url = self.project_url(project)
+        with self._parsed_lock:
+            known = self._files.get(url)
+        if known is None:
+            known = self._fetch_files(project, url)
+            with self._parsed_lock:
+                known = self._files.setdefault(url, known)
+        return known
+
+    def _fetch_files(self, project: str, url: str) -> list[DistFile]:
         cached = self._cache.get(url)
         if cached is not None and self._cache.fresh(cached):
-            files = _parse_cached(project, cached)
+            files = _parse_cached(project, cached, url)
             if files is not None:
                 return files
         try:
             answer = self._download(project, url)
-            files = parse_page(project, answer.content_type, answer.body)
+            files = parse_page(project, answer.content_type, answer.body, url)
         except UnreadablePage as exc:
-            return self._stale_or_fail(project, cached, _NoAnswer(str(exc), unusable=True))
+            return self._stale_or_fail(project, url, cached, _NoAnswer(str(exc), unusable=True))
         except _NoAnswer as exc:
-            return self._stale_or_fail(project, cached, exc)
+            return self._stale_or_fail(project, url, cached, exc)
         self._cache.put(url, answer.content_type, answer.body)
         return files
+
+    def download(self, file: DistFile, dest: Path) -> Path:
+        """A file of the index into ``dest`` (a folder), whole or not at all, within the
+        deadline and MAX_LAYER_MB, its sha256 checked against the index's. The index's
+        credentials go only to the index itself, never to another host a link names."""
+        if not file.url or not file.sha256:
+            raise WheelTasksError(f"{file.filename} has no URL and sha256 on {self.index_display}: it cannot be taken")
+        target = dest / file.filename
+        deadline = remote.Deadline(self.timeout)
+        same_origin = urlsplit(file.url)[:2] == urlsplit(self.index_url)[:2]
+        try:
+            remote.call(lambda: self._fetch(file, target, deadline, same_origin), deadline)
+        except remote.DeadlineExceeded:
+            raise RemoteError(
+                f"{file.filename} did not arrive from {self.index_display} within {self.timeout:g} s (REMOTE_TIMEOUT)"
+            ) from None
+        except remote.TooLarge as exc:
+            raise RemoteError(f"{file.filename} is larger than {remote.mib(exc.limit)} (MAX_LAYER_MB)") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, remote.BadRedirect) as exc:
+            raise RemoteError(f"could not download {file.filename} from {self.index_display} ({type(exc).__name__})") from None
+        return target
+
+    def _fetch(self, file: DistFile, target: Path, deadline: remote.Deadline, same_origin: bool) -> None:
+        auth = None if same_origin else _NO_AUTH
+        with self._session.get(file.url, stream=True, timeout=deadline.timeout(), auth=auth) as response:
+            if response.status_code != 200:
+                raise RemoteError(f"{self.index_display} answered HTTP {response.status_code} for {file.filename}")
+            with atomic_writer(target) as out:
+                hasher = _Sha256Sink(out)
+                remote.read_body(response, deadline, self.max_wheel_bytes, hasher)
+                if hasher.hexdigest() != file.sha256:
+                    raise RemoteError(
+                        f"{file.filename} from {self.index_display} does not match the index's sha256: not taking it"
+                    )
 
     def releases(self, project: str) -> list[Release]:
         """Every version on the index (yanked and pre-releases included), oldest first; the
@@ -308,8 +361,10 @@ class IndexClient:
             body = remote.read_body(response, deadline, self.max_page_bytes)
             return _Answer(200, response.headers.get("Content-Type", ""), body)
 
-    def _stale_or_fail(self, project: str, cached: CachedResponse | None, problem: _NoAnswer) -> list[DistFile]:
-        files = _parse_cached(project, cached) if cached is not None else None
+    def _stale_or_fail(
+        self, project: str, url: str, cached: CachedResponse | None, problem: _NoAnswer
+    ) -> list[DistFile]:
+        files = _parse_cached(project, cached, url) if cached is not None else None
         if problem.unusable:
             what = f"the package index {self.index_display} sent an unusable page for {project} ({problem})"
             fix = "check that PYPI_INDEX is a PEP 503/691 simple index, or retry later"
@@ -322,12 +377,38 @@ class IndexClient:
         return files
 
 
-def _parse_cached(project: str, cached: CachedResponse) -> list[DistFile] | None:
+def _parse_cached(project: str, cached: CachedResponse, url: str) -> list[DistFile] | None:
     """A cached page's files; None when it does not parse (a page an older version cached)."""
     try:
-        return parse_page(project, cached.headers.get("Content-Type", ""), cached.content or b"")
+        return parse_page(project, cached.headers.get("Content-Type", ""), cached.content or b"", url)
     except UnreadablePage:
         return None
+
+
+class _NoAuthClass(requests.auth.AuthBase):
+    """No Authorization header (an auth object keeps the session's and ~/.netrc's out)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        return request
+
+
+_NO_AUTH = _NoAuthClass()
+
+
+class _Sha256Sink:
+    """A file that hashes what is written to it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return self._out.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _as_version(version: Version | str) -> Version:

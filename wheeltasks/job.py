@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
+from .pages import DistFile
 from .recipes import Recipe
 from .settings import Kind, Repository, Settings
 from .targets import DEFAULT_SSL, SSL, Arch, Target, format_target, image_tag, is_exported, module_label
@@ -18,6 +19,14 @@ if TYPE_CHECKING:  # values made by the engine clients; the model does not impor
     from .engines import Route
 
 NO_RECIPE = Recipe()
+
+
+class Source(str, enum.Enum):
+    """Where a job's wheel comes from (decided by the plan: ``sources.py``)."""
+
+    BUILD = "build"
+    REUSE = "reuse"  # another job's build, where its wheel serves this job (pure; abi3)
+    INDEX = "index"  # a wheel on the index that the job's platform and Python accept
 
 
 class Mode(enum.Enum):
@@ -55,6 +64,11 @@ class Job:
     builder: str = ""
     build_arch: Arch | None = None
     build_builder: str = ""
+    # Where its wheel comes from: built, another job's (``provider``), or the index's file.
+    source: Source = Source.BUILD
+    provider: Job | None = None
+    index_file: DistFile | None = None
+    source_why: str = ""  # the evidence, in words ("the index has a pure wheel", ...)
 
     @property
     def label(self) -> str:
@@ -117,6 +131,10 @@ class Job:
             "builder": self.builder,
             "build_platform": self.build_arch.platform if self.build_arch is not None else None,
             "build_builder": self.build_builder,
+            "source": self.source.value,
+            "reuse_of": self.provider.target if self.provider is not None else None,
+            "index_file": self.index_file.filename if self.index_file is not None else None,
+            "source_why": self.source_why or None,
             "tag": self.tag,
             "repository": str(self.repository),
             "image": self.image,

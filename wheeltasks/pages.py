@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -40,13 +41,16 @@ NEWEST_PATCH = 999
 
 @dataclass(frozen=True)
 class DistFile:
-    """One file listed on a project page."""
+    """One file listed on a project page; ``url`` is absolute (resolved against the page's
+    URL), without its fragment; ``sha256`` the hash the index gives, empty when none."""
 
     filename: str
     version: Version
     requires_python: SpecifierSet | None
     yanked: bool
     yanked_reason: str = ""
+    url: str = ""
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,9 @@ def parse_requires_python(text: str | None) -> SpecifierSet | None:
         return None
 
 
-def make_file(project: str, filename: str, requires_python: object, yanked: object) -> DistFile | None:
+def make_file(
+    project: str, filename: str, requires_python: object, yanked: object, url: str = "", sha256: object = ""
+) -> DistFile | None:
     """A DistFile of `project` from one listed file; None for another project's file or
     a filename that is not a distribution. Values of the wrong type count as absent:
     PEP 691 (and PEP 592) yank a file by ``true`` or a non-empty reason, so ``[]``, ``{}``,
@@ -143,14 +149,25 @@ def make_file(project: str, filename: str, requires_python: object, yanked: obje
         return None
     spec = parse_requires_python(requires_python if isinstance(requires_python, str) else None)
     reason = yanked if isinstance(yanked, str) else ""
-    return DistFile(filename, version, spec, yanked is True or bool(reason), reason)
+    digest = sha256.lower() if isinstance(sha256, str) and _SHA256_RE.fullmatch(sha256) else ""
+    return DistFile(filename, version, spec, yanked is True or bool(reason), reason, url, digest)
+
+
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def file_url(base: str, href: str) -> tuple[str, str]:
+    """(absolute URL without fragment, sha256 from a ``#sha256=`` fragment) of a link on a page."""
+    url, _, fragment = urljoin(base, href).partition("#")
+    name, _, value = fragment.partition("=")
+    return url, value if name == "sha256" else ""
 
 
 class UnreadablePage(ValueError):
     """A page that is not a simple-API project page (garbage, a proxy's page, another format)."""
 
 
-def parse_json_page(project: str, text: str | bytes) -> list[DistFile]:
+def parse_json_page(project: str, text: str | bytes, base: str = "") -> list[DistFile]:
     """A PEP 691 JSON project page: ``{"meta": ..., "files": [{"filename", "yanked", ...}]}``.
 
     UnreadablePage when the page is not such an object; a file entry that is not an
@@ -170,11 +187,20 @@ def parse_json_page(project: str, text: str | bytes) -> list[DistFile]:
     if not isinstance(entries, list):
         raise UnreadablePage(f"'files' is a JSON {type(entries).__name__}, not a list")
     files = (
-        make_file(project, entry["filename"], entry.get("requires-python"), entry.get("yanked", False))
+        make_file(project, entry["filename"], entry.get("requires-python"), entry.get("yanked", False),
+                  *_json_location(base, entry))
         for entry in entries
         if isinstance(entry, dict) and isinstance(entry.get("filename"), str)
     )
     return [f for f in files if f is not None]
+
+
+def _json_location(base: str, entry: Mapping[str, object]) -> tuple[str, object]:
+    href = entry.get("url")
+    url, fragment_hash = file_url(base, href) if isinstance(href, str) else ("", "")
+    hashes = entry.get("hashes")
+    sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+    return url, sha256 if isinstance(sha256, str) else fragment_hash
 
 
 class _AnchorParser(HTMLParser):
@@ -209,19 +235,20 @@ def _anchor_filename(attrs: Mapping[str, str | None], text: str) -> str:
     return unquote(path.rsplit("/", 1)[-1]) or text.strip()
 
 
-def parse_html_page(project: str, text: str) -> list[DistFile]:
-    """A PEP 503 HTML project page (``data-requires-python``, ``data-yanked``)."""
+def parse_html_page(project: str, text: str, base: str = "") -> list[DistFile]:
+    """A PEP 503 HTML project page (``data-requires-python``, ``data-yanked``, ``#sha256=``)."""
     parser = _AnchorParser()
     parser.feed(text)
     parser.close()
     files = (
-        make_file(project, name, attrs.get("data-requires-python"), _html_yanked(attrs))
+        make_file(project, name, attrs.get("data-requires-python"), _html_yanked(attrs),
+                  *file_url(base, attrs.get("href") or ""))
         for name, attrs in parser.anchors
     )
     return [f for f in files if f is not None]
 
 
-def parse_page(project: str, content_type: str, body: bytes) -> list[DistFile]:
+def parse_page(project: str, content_type: str, body: bytes, base: str = "") -> list[DistFile]:
     """The files of a project page in either format, by its Content-Type.
 
     HTML has no structure to check, so an HTML page that lists no file of the project
@@ -230,8 +257,8 @@ def parse_page(project: str, content_type: str, body: bytes) -> list[DistFile]:
     """
     media_type = content_type.split(";")[0].strip().lower()
     if media_type.endswith("json"):
-        return parse_json_page(project, body)
-    files = parse_html_page(project, _decode(content_type, body))
+        return parse_json_page(project, body, base)
+    files = parse_html_page(project, _decode(content_type, body), base)
     if not files:
         raise UnreadablePage(f"an HTML page listing no file of {project}")
     return files

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from packaging.version import Version
 
+from . import sources
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
+from .pages import DistFile
 from .recipes import Listing, Recipe, load_recipe, recipes_in
 from .settings import Cross, Kind, Settings
 from .targets import (
@@ -48,6 +50,8 @@ class VersionSource(Protocol):
 
     def check_version(self, project: str, version: Version, python: str | None) -> None: ...
 
+    def files(self, project: str) -> Sequence[DistFile]: ...
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -57,10 +61,12 @@ class Plan:
     core: frozenset[tuple[str, str, Kind]] = frozenset()
 
     def waits_for(self, job: Job) -> tuple[Job, ...]:
-        """The jobs that must finish before ``job`` starts: its dependencies, and the core jobs."""
+        """The jobs that must finish before ``job`` starts: its dependencies, the job whose
+        wheel it takes, and the core jobs."""
+        first = (*job.depends, *((job.provider,) if job.provider is not None else ()))
         if self.core and job.key not in self.core:
-            return (*job.depends, *(j for j in self.jobs if j.key in self.core))
-        return job.depends
+            return (*first, *(j for j in self.jobs if j.key in self.core))
+        return first
 
 
 @dataclass(frozen=True)
@@ -349,7 +355,7 @@ def resolve(
         )
         made[want.key] = jobs.setdefault(job.key, job)
     core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))
-    return Plan(tuple(jobs.values()), tuple(dict.fromkeys(notes)), core)
+    return Plan(sources.decide(settings, tuple(jobs.values()), index.files), tuple(dict.fromkeys(notes)), core)
 
 
 def _core_names(settings: Settings) -> frozenset[str]:

@@ -15,6 +15,9 @@ library, ``openssl`` or ``libressl``)::
     mod_depends="cryptography-${SSL} pynacl bcrypt"   # or a function that only echoes
     mod_apk="openssl-dev libffi-dev"                  # Alpine packages it builds against
     mod_cross=no                                      # it can only build on its own platform
+
+A recipe that names ``WHEEL_BUILT_IN_SCRIPT`` makes the wheel itself: its jobs always build
+(they never take the index's wheel instead).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Recipe:
     apk: tuple[str, ...] = ()  # Alpine packages to build against
     cross: bool = True  # False: never cross-compile this module
     uses_ssl: bool = False  # it declares packages or dependencies by $SSL: it links an SSL library
+    builds_wheel: bool = False  # it names WHEEL_BUILT_IN_SCRIPT: it makes the wheel itself
 
     @property
     def name(self) -> str | None:
@@ -176,6 +180,7 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
         apk=parse_declared(text, "mod_apk", ssl, source),
         cross=cross,
         uses_ssl=_declares_ssl(text, source),
+        builds_wheel=bool(re.search(r"^[^#]*\bWHEEL_BUILT_IN_SCRIPT\b", text, re.MULTILINE)),
     )
 
 

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urljoin
 
 import requests
@@ -158,11 +158,17 @@ def call_all(calls: Sequence[Callable[[], T]], max_workers: int) -> list[T]:
     return [results[i] for i in range(len(calls))]
 
 
+class Sink(Protocol):
+    """Where a body's chunks go (a file, or one that also hashes them)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 def read_body(
     response: requests.Response,
     deadline: Deadline,
     limit: int,
-    sink: BinaryIO | None = None,
+    sink: Sink | None = None,
     *,
     truncate: bool = False,
 ) -> bytes:

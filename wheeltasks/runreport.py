@@ -35,6 +35,9 @@ class JobResult:
     mode: str = ""  # how it was built: native, cross or emulated (empty: not built)
     fell_back: str = ""  # why a cross build was redone emulated (CROSS=auto), with its log's tail
     repaired: str = ""  # where auditwheel ran (repair.Repaired), empty when the step did not run
+    source: str = ""  # where its wheel came from (job.Source), as the run found it
+    took: str = ""  # what it took: the other job's target or the index's file name
+    not_taken: str = ""  # why the planned source did not serve (it was built instead)
     started: float = 0.0  # monotonic clock
     ended: float = 0.0
 
@@ -53,6 +56,10 @@ class JobResult:
             "built_as": self.mode or None,
             "fell_back": self.fell_back or None,
             "repaired": self.repaired or None,
+            "planned_source": self.job.source.value,
+            "source": self.source or None,
+            "took": self.took or None,
+            "not_taken": self.not_taken or None,
             "seconds": round(self.seconds, 2),
             "step_seconds": {k: round(v, 2) for k, v in self.steps.items()},
             "started": round(self.started, 3),
@@ -84,6 +91,14 @@ class RunReport:
         return self.with_outcome(Outcome.REUSED)
 
     @property
+    def took(self) -> list[str]:
+        return self.with_outcome(Outcome.TOOK_BUILD)
+
+    @property
+    def from_index(self) -> list[str]:
+        return self.with_outcome(Outcome.FROM_INDEX)
+
+    @property
     def failures(self) -> list[JobResult]:
         return [r for r in self.results if r.failed]
 
@@ -95,7 +110,8 @@ class RunReport:
         failed = len(self.with_outcome(Outcome.FAILED))
         skipped = len(self.with_outcome(Outcome.DEPENDENCY_FAILED))
         return (
-            f"built {len(self.built)}, reused {len(self.reused)} from existing images, "
+            f"built {len(self.built)}, took {len(self.took)} from other jobs' builds and "
+            f"{len(self.from_index)} from the index, reused {len(self.reused)} from existing images, "
             f"exported {self.exported} wheel(s), uploaded {self.blobs_uploaded} blob(s) "
             f"({self.bytes_uploaded} bytes) and {self.manifests_written} manifest(s)"
             + (f"; {failed} failed, {skipped} skipped for a failed dependency" if failed or skipped else "")
@@ -105,6 +121,10 @@ class RunReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "summary": self.summary(),
+            "built": len(self.built),
+            "took_build": len(self.took),
+            "from_index": len(self.from_index),
+            "reused": len(self.reused),
             "exported": self.exported,
             "blobs_uploaded": self.blobs_uploaded,
             "bytes_uploaded": self.bytes_uploaded,
@@ -146,10 +166,19 @@ def _built_as(result: JobResult) -> str:
     return f"{result.mode} (cross failed)" if result.fell_back else result.mode
 
 
+def source_text(job: Job) -> str:
+    """Where a job's wheel is to come from, in a few words."""
+    if job.provider is not None:
+        return f"reuse {job.provider.target}"
+    if job.index_file is not None:
+        return f"index {job.index_file.filename}"
+    return job.source.value
+
+
 def print_plan(plan: Plan) -> None:
     console.table(
-        ("target", "kind", "platform", "image"),
-        [(job.target, job.kind.value, job.platform, job.image) for job in plan.jobs],
+        ("target", "kind", "platform", "source", "image"),
+        [(job.target, job.kind.value, job.platform, source_text(job), job.image) for job in plan.jobs],
     )
 
 
@@ -158,6 +187,12 @@ def print_noop(settings: Settings, plan: Plan, steps: Sequence[str], builds: boo
     print_plan(plan)
     print(f"\nNOOP: would run {' -> '.join(steps)} for {len(plan.jobs)} job(s); commands:")
     for job in plan.jobs:
-        if builds:
-            out = job.work.root / "built.partial"
-            print(shlex.join(build_step.build_command(settings, job, out, cross=job.mode is Mode.CROSS)))
+        if not builds:
+            continue
+        if job.index_file is not None:
+            print(f"# {job.target}: takes {job.index_file.url} (sha256 {job.index_file.sha256}) from the index")
+            continue
+        if job.provider is not None:
+            print(f"# {job.target}: takes the wheel of {job.provider.target} where it serves ({job.source_why}); else:")
+        out = job.work.root / "built.partial"
+        print(shlex.join(build_step.build_command(settings, job, out, cross=job.mode is Mode.CROSS)))

@@ -54,6 +54,13 @@ class Cross(enum.Enum):
     NEVER = "never"  # build under emulation (QEMU), as a native builder would
 
 
+class Reuse(enum.Enum):
+    """Whether a job takes a wheel that serves it instead of building one."""
+
+    AUTO = "auto"  # the index's wheel for its platform and Python; another job's pure or abi3 wheel
+    NEVER = "never"  # every job builds
+
+
 # The CPython releases supported upstream on 2026-11-25 (3.10 reached its end of life in
 # October 2026; 3.15.0 came out in October 2026), oldest first; the newest is the default
 # Python. Move them with PYTHON_VERSIONS (or `python_versions:` in invoke.yaml).
@@ -117,6 +124,7 @@ class Settings:
     alpine_version: str = "3.22"
     ca_bundle: str = ""
     cross: Cross = Cross.AUTO
+    reuse: Reuse = Reuse.AUTO
     # How many jobs run at once (0: the build engine's CPU count), and on which builders.
     jobs: int = 0
     builders: tuple[str, ...] = ()
@@ -344,6 +352,10 @@ OPTIONS: tuple[Option, ...] = (
         (_P.INDEX, _P.REGISTRY, _P.BUILD, _P.REPAIR), default_text="PIP_CERT, REQUESTS_CA_BUNDLE or SSL_CERT_FILE",
     ),
     Option("cross", "cross-compile foreign-architecture jobs: auto, always or never", (_P.PLAN, _P.BUILD, _P.ENGINES)),
+    Option(
+        "reuse", "take a wheel that serves a job instead of building it: the index's for its platform and Python "
+        "(not with NO_BINARY), another job's pure or abi3 one: auto or never", (_P.PLAN,),
+    ),
     Option("jobs", "how many jobs run at once", (_P.RUN,), default_text="the build engine's CPU count"),
     Option(
         "builders", "buildx builder per platform (linux/arm64=arm-node,linux/amd64=default), or one builder's name",

@@ -11,6 +11,7 @@ row here, and its module.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,11 +26,15 @@ from .files import wheels_in
 from .flow import Outcome, build_decision, wants_dependency_pulls, wants_import_check, wants_repair, wants_self_pull
 from .imageformat import other_spellings
 from .images import open_registry, pull_wheels, push_wheels
-from .index import index_url
-from .job import Job, Mode
+from .index import IndexClient, index_url
+from .job import Job, Mode, Source
+from .pages import DistFile
 from .registry import RegistryClient
 from .runreport import JobResult, RunReport
-from .settings import Cross, Part, Repository, Settings
+from .settings import Cross, Kind, Part, Repository, Settings
+from .sources import serves
+from .verify import of_module, verify
+from .wheeltags import distribution, target_tags, wheel_tags
 from .workdir import WorkDir
 
 
@@ -43,6 +48,7 @@ class Context:
         self.report = report
         self.lock = threading.Lock()
         self._registry: RegistryClient | None = None
+        self._index: IndexClient | None = None
         self._tags: dict[Repository, list[str]] = {}
         self._finished: dict[tuple[str, str, object], list[Job]] = {}
 
@@ -51,6 +57,14 @@ class Context:
         if self._registry is None:
             self._registry = open_registry(self.settings)
         return self._registry
+
+    @property
+    def index(self) -> IndexClient:
+        """The package index, for the wheels the plan takes from it (made when first needed)."""
+        with self.lock:
+            if self._index is None:
+                self._index = IndexClient(self.settings)
+            return self._index
 
     def tags(self, repository: Repository) -> list[str]:
         with self.lock:
@@ -124,6 +138,9 @@ def build(context: Context, job: Job, result: JobResult) -> None:
     else:
         for earlier in (*job.depends, *context.finished_alike(job)):
             job.work.offer_imports(earlier.work.result_wheels())
+        if _takes(context, job, result):
+            return
+        result.source = Source.BUILD.value
         cross = job.mode is Mode.CROSS
         result.mode = job.mode.value
         try:
@@ -136,6 +153,80 @@ def build(context: Context, job: Job, result: JobResult) -> None:
             console.progress(job.target, result.state, "the cross build failed: building it emulated (CROSS=auto)")
             _build(settings, job, cross=False)
     result.outcome = decision
+
+
+def _takes(context: Context, job: Job, result: JobResult) -> bool:
+    """The wheel the plan chose for the job (another job's, the index's), when it serves:
+    staged as what the build step leaves. False (and why, in the result) when it does not,
+    and the job builds as any other."""
+    if job.index_file is None and job.provider is None:
+        return False
+    staging = job.work.staging("built")
+    try:
+        if job.index_file is not None:
+            why = _from_index(context, job, job.index_file, staging)
+            taken, outcome = job.index_file.filename, Outcome.FROM_INDEX
+        else:
+            assert job.provider is not None
+            why = _from_provider(job, job.provider, staging)
+            taken, outcome = job.provider.target, Outcome.TOOK_BUILD
+        if why:
+            job.work.discard(staging)
+            result.not_taken = why
+            console.progress(job.target, result.state, f"not taking {taken}: {why}; building it")
+            return False
+    except BaseException:
+        job.work.discard(staging)
+        raise
+    job.work.accept("built", staging)
+    result.outcome, result.source, result.took = outcome, job.source.value, taken
+    console.progress(job.target, result.state, f"took {taken} ({job.source_why})")
+    return True
+
+
+def _from_index(context: Context, job: Job, file: DistFile, staging: Path) -> str:
+    """The index's wheel, hash-checked, and the dependencies' wheels; why not, when it does not fit."""
+    wheel = context.index.download(file, staging)
+    try:
+        verify(job, [wheel])
+    except BuildError as exc:
+        return f"it does not fit the platform ({exc})"
+    return _add_dependencies(job, [wheel], [], staging)
+
+
+def _from_provider(job: Job, provider: Job, staging: Path) -> str:
+    """The provider's wheel of the module, where it serves the job, with the dependencies'
+    wheels for the job's Python and platform; why not, when it does not serve."""
+    made = provider.work.result_wheels()
+    own = [w for w in made if of_module(provider, w)]
+    if not own:
+        return f"{provider.target} has no wheel of {job.module} (it failed or did not run)"
+    unfit = [w.name for w in own if not serves(w.name, provider, job)]
+    if unfit:
+        return f"{', '.join(unfit)} does not serve Python {job.python} on {job.arch.name}"
+    for wheel in own:
+        shutil.copy2(wheel, staging / wheel.name)
+    return _add_dependencies(job, own, [w for w in made if w not in own], staging)
+
+
+def _add_dependencies(job: Job, taken: list[Path], others: list[Path], staging: Path) -> str:
+    """Beside the taken wheels, one wheel for the job's Python and platform of every other
+    distribution (those the provider's build gave beside its module's, and the job's
+    dependencies' results), so the job's image holds the module and its dependencies as a
+    build's would; why not, when one of the provider's is missing."""
+    accepted = frozenset(target_tags(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED))
+    have = {distribution(w.name) for w in taken}
+    needed = {distribution(w.name) for w in others} - have
+    for wheel in (*others, *(w for dep in job.depends for w in dep.work.result_wheels())):
+        name = distribution(wheel.name)
+        if name in have or not wheel_tags(wheel.name) & accepted:
+            continue
+        shutil.copy2(wheel, staging / wheel.name)
+        have.add(name)
+        needed.discard(name)
+    if needed:
+        return f"no wheel of {', '.join(sorted(needed))} for Python {job.python} on {job.arch.name}"
+    return ""
 
 
 def _build(settings: Settings, job: Job, cross: bool) -> None:

@@ -13,6 +13,7 @@ fi
 PYTHONPATH=/check exec python3 -c '
 import importlib, sys
 own = set(sys.argv[1:])
+print("wheeltasks: importing on Python %s (%s)" % (sys.version.split()[0], sys.implementation.cache_tag))
 for name in sys.argv[1:]:
     try:
         importlib.import_module(name)

@@ -1,0 +1,151 @@
+"""Where each job's wheel comes from, decided with the plan (REUSE=auto): build it, take
+another job's, or take the index's.
+
+- **index**: the index has a wheel that the job's platform and Python accept (by
+  ``packaging.tags`` for the target: ``cp312``, ``abi3``, ``none``; ``musllinux_1_2`` down to
+  ``musllinux_1_0`` of its machine; ``any``), with a sha256 to check it by. A shared job
+  takes only a repaired (musllinux) or pure wheel; a no-shared job takes any the platform
+  accepts, as the original system did. Not with NO_BINARY, nor for a build of another SSL
+  library than the default (those build from source), nor for a module the job builds
+  with a recipe that makes the wheel itself.
+- **reuse**: where the index shows the module's wheels come out pure (a ``py3-none-any``
+  wheel of this version, else of its newest version with wheels), one job builds (a native
+  one, the oldest Python) and every other job of the module and version, any arch, Python
+  and kind, takes that wheel; where they come out abi3 (``cp3X-abi3``), one job per arch and
+  kind builds (the oldest Python) and the later Pythons take its wheel. Those jobs wait for
+  the one that builds, and build themselves when its wheel turns out not to serve them.
+- **build**: everything else.
+
+The prediction only decides who waits for whom; what serves is decided again by the run,
+from the wheel that came out (``serves``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+
+from packaging.version import Version
+
+from .job import Job, Mode, Source
+from .pages import DistFile
+from .settings import Kind, Reuse, Settings
+from .targets import DEFAULT_SSL
+from .wheeltags import abi3_floor, is_pure, preference, target_tags
+
+FilesOf = Callable[[str], Sequence[DistFile]]
+
+
+def takes_from_index(settings: Settings, job: Job) -> bool:
+    """Whether a job may take the index's wheel: not with NO_BINARY, not for a non-default SSL
+    library (built from source), not when the recipe builds the wheel itself."""
+    if settings.reuse is Reuse.NEVER or settings.no_binary:
+        return False
+    if job.ssl is not None and job.ssl is not DEFAULT_SSL:
+        return False
+    return not job.recipe.builds_wheel
+
+
+def index_wheel(job: Job, files: Iterable[DistFile]) -> DistFile | None:
+    """The index's most preferred wheel of the job's version that its platform and Python
+    accept (musllinux or pure for a shared job), with a sha256; None when there is none."""
+    accepted = target_tags(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED)
+    best: tuple[int, DistFile] | None = None
+    for file in files:
+        if file.version != job.version or file.yanked or not file.filename.endswith(".whl"):
+            continue
+        if not file.url or not file.sha256:
+            continue
+        rank = preference(file.filename, accepted)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, file)
+    return best[1] if best else None
+
+
+def evidence(files: Sequence[DistFile], version: Version) -> str:
+    """How the module's wheels come out, as the index shows: "pure", "abi3", or "" (unknown),
+    from this version's wheels, else from its newest older version that has wheels."""
+    wheels = [f for f in files if f.filename.endswith(".whl") and not f.yanked]
+    versions = {f.version for f in wheels}
+    older = [v for v in versions if v < version]
+    shown = version if version in versions else max(older, default=None)
+    names = [f.filename for f in wheels if f.version == shown]
+    if any(is_pure(name) for name in names):
+        return "pure"
+    if any(abi3_floor(name) for name in names):
+        return "abi3"
+    return ""
+
+
+def decide(settings: Settings, jobs: Sequence[Job], files_of: FilesOf) -> tuple[Job, ...]:
+    """The jobs with their sources set (plan order kept; dependencies and providers refer to
+    the decided jobs)."""
+    if settings.reuse is Reuse.NEVER:
+        return tuple(jobs)
+    decided: dict[tuple[str, str, Kind], Job] = {}
+    for job in jobs:
+        found = index_wheel(job, files_of(job.module)) if takes_from_index(settings, job) else None
+        if found is not None:
+            job = dataclasses.replace(job, source=Source.INDEX, index_file=found, source_why=f"the index has {found.filename}")
+        decided[job.key] = job
+    providers = _providers(list(decided.values()), files_of)
+    final: dict[tuple[str, str, Kind], Job] = {}
+
+    def finish(job: Job) -> Job:
+        """The decided job, after its dependencies and its provider (plan order otherwise)."""
+        if job.key in final:
+            return final[job.key]
+        depends = tuple(finish(decided[d.key]) for d in job.depends)
+        provider, why = providers.get(job.key, (None, ""))
+        if provider is not None and provider.key != job.key:
+            job = dataclasses.replace(job, depends=depends, source=Source.REUSE, provider=finish(decided[provider.key]),
+                                      source_why=why)
+        else:
+            job = dataclasses.replace(job, depends=depends)
+        final[job.key] = job
+        return job
+
+    for job in decided.values():
+        finish(job)
+    return tuple(final.values())
+
+
+def _providers(jobs: Sequence[Job], files_of: FilesOf) -> dict[tuple[str, str, Kind], tuple[Job, str]]:
+    """For each job that will take another's wheel: that job, and why."""
+    building = [j for j in jobs if j.source is Source.BUILD]
+    groups: dict[tuple[object, ...], list[Job]] = {}
+    for job in building:
+        groups.setdefault((job.module, job.ssl, job.version), []).append(job)
+    chosen: dict[tuple[str, str, Kind], tuple[Job, str]] = {}
+    for (module, _ssl, version), members in groups.items():
+        assert isinstance(module, str) and isinstance(version, Version)
+        shown = evidence(files_of(module), version)
+        if shown == "pure":
+            first = min(members, key=_builds_first)
+            why = f"its wheels are pure (the index's are): {first.target} builds for every arch, Python and kind"
+            chosen |= {m.key: (first, why) for m in members}
+        elif shown == "abi3":
+            by_platform: dict[tuple[str, Kind], list[Job]] = {}
+            for m in members:
+                by_platform.setdefault((m.arch.name, m.kind), []).append(m)
+            for alike in by_platform.values():
+                first = min(alike, key=lambda j: Version(j.python))
+                why = f"its wheels are abi3 (the index's are): {first.target} builds for the later Pythons"
+                chosen |= {m.key: (first, why) for m in alike}
+    return chosen
+
+
+def _builds_first(job: Job) -> tuple[bool, bool, Version]:
+    """The job that builds a pure wheel for all: a native one, shared, the oldest Python."""
+    return (job.mode is not Mode.NATIVE, job.kind is not Kind.SHARED, Version(job.python))
+
+
+def serves(wheel_name: str, provider: Job, job: Job) -> bool:
+    """Whether the provider's wheel serves the job: a pure wheel any job of the module and
+    version; an abi3 wheel the jobs of its arch and kind whose Python is at least its floor."""
+    if is_pure(wheel_name):
+        return True
+    floor = abi3_floor(wheel_name)
+    if floor is None or (provider.arch, provider.kind) != (job.arch, job.kind):
+        return False
+    return Version(job.python) >= Version(f"{floor[0]}.{floor[1]}")

@@ -1,0 +1,70 @@
+"""Which wheels a job's platform and Python accept, by ``packaging.tags`` for the target (a
+CPython of the job's Python on musl on the job's machine), never for the host.
+
+In pip's order of preference: the most specific tag first (``cp312-cp312-musllinux_1_2_*``),
+then abi3 of older Pythons, then ``py3-none-*`` and ``py3-none-any``. Where ``linux_*``
+(unrepaired) tags count depends on the use: a no-shared job accepts them, a wheel taken from
+the index for a shared job must be repaired (musllinux) or pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+
+from .targets import Arch
+
+MUSLLINUX_MINORS = (2, 1, 0)  # musllinux_1_2 ... 1_0: what a musl 1.2 platform accepts
+
+
+def _version(python: str) -> tuple[int, int]:
+    major, minor = (int(part) for part in python.split(".")[:2])
+    return major, minor
+
+
+def target_tags(arch: Arch, python: str, *, unrepaired: bool = True) -> tuple[Tag, ...]:
+    """The tags a CPython ``python`` on musl on ``arch`` accepts, most preferred first;
+    ``linux_<machine>`` ones only with ``unrepaired``."""
+    version = _version(python)
+    platforms = [f"musllinux_1_{m}_{arch.machine}" for m in MUSLLINUX_MINORS]
+    if unrepaired:
+        platforms.append(f"linux_{arch.machine}")
+    tags = (*cpython_tags(version, platforms=platforms), *compatible_tags(version, f"cp{version[0]}{version[1]}", platforms))
+    return tuple(dict.fromkeys(tags))
+
+
+def wheel_tags(filename: str) -> frozenset[Tag]:
+    """The tags of a wheel file name; none for a name that is not a wheel's."""
+    try:
+        return frozenset(parse_wheel_filename(filename)[3])
+    except InvalidWheelFilename:
+        return frozenset()
+
+
+def preference(filename: str, accepted: Iterable[Tag]) -> int | None:
+    """Where a wheel ranks among the accepted tags (0: most preferred); None when it is not
+    accepted."""
+    tags = wheel_tags(filename)
+    return next((rank for rank, tag in enumerate(accepted) if tag in tags), None)
+
+
+def is_pure(filename: str) -> bool:
+    """A wheel that serves every platform: every tag ``*-none-any``."""
+    tags = wheel_tags(filename)
+    return bool(tags) and all(t.abi == "none" and t.platform == "any" for t in tags)
+
+
+def abi3_floor(filename: str) -> tuple[int, int] | None:
+    """The oldest Python an abi3 wheel serves (``cp38-abi3-…``: 3.8), None for other wheels."""
+    floors = []
+    for tag in wheel_tags(filename):
+        if tag.abi == "abi3" and tag.interpreter.startswith("cp3") and tag.interpreter[3:].isdigit():
+            floors.append((3, int(tag.interpreter[3:])))
+    return min(floors) if floors else None
+
+
+def distribution(filename: str) -> NormalizedName:
+    """The distribution a wheel file is of (PEP 503 normalised)."""
+    return canonicalize_name(filename.split("-", 1)[0])
