@@ -107,6 +107,33 @@ def test_default_index_is_pips_own() -> None:
     assert index_url(load()) == PyPI.simple_url
 
 
+def test_pips_default_index_is_kept_for_its_pip_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting pip is a quarter of a second of every plan: its answer is kept, per Python and
+    pip version, and asked again when either changes."""
+    import subprocess
+
+    from pip._internal.models.index import PyPI
+
+    from wheeltasks import index
+
+    index.pip_default_index.cache_clear()
+    assert index.pip_default_index(tmp_path) == PyPI.simple_url
+    kept = tmp_path / "pip-default-index.json"
+    assert kept.is_file()
+    index.pip_default_index.cache_clear()
+
+    def no_pip(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pip was started although its answer is kept")
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    assert index.pip_default_index(tmp_path) == PyPI.simple_url
+    index.pip_default_index.cache_clear()
+    monkeypatch.setattr(index, "_pip_version", lambda: "0.0-another")
+    with pytest.raises(AssertionError, match="pip was started"):
+        index.pip_default_index(tmp_path)
+    index.pip_default_index.cache_clear()
+
+
 def test_lists_from_env_and_config() -> None:
     s = load({"python_versions": ["3.12", "3.13"]}, {"DEFAULT_MODULES": "cffi, toml  psutil"})
     assert s.python_versions == ("3.12", "3.13")

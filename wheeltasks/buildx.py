@@ -16,6 +16,7 @@ Facts from buildx 0.13 relied on here:
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import subprocess
@@ -124,8 +125,13 @@ def discover(only: frozenset[str] | None = None, probe: Probe | None = None) -> 
     ``only`` limits the probing (not the listing) to those builders; a node that does not
     answer is kept with its error, so only routing a job to it fails.
     """
-    listed = parse_ls(_cli(["docker", "buildx", "ls", "--format", "json"], "list the buildx builders"))
-    current = current_builder_name()
+    # Each docker CLI call is a tenth of a second: the current builder and the default
+    # context (the usual node's engine; cached) are asked while buildx lists the builders.
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wheeltasks-buildx") as pool:
+        asking = pool.submit(current_builder_name)
+        pool.submit(context_endpoint, "default")
+        listed = parse_ls(_cli(["docker", "buildx", "ls", "--format", "json"], "list the buildx builders"))
+        current = asking.result()
     ask = probe or docker_engine.engine_machine
     wanted = None if only is None else only | {current or ""}  # unmapped platforms go to the current one
     builders = tuple(

@@ -6,8 +6,11 @@ may install and which are yanked, from the pages as ``pages.py`` reads them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.metadata
+import json
 import logging
 import re
 import subprocess
@@ -18,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -27,15 +30,17 @@ import urllib3.exceptions
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from requests.adapters import HTTPAdapter
-from requests_cache.models.response import CachedResponse
 
 from . import remote
 from .errors import RemoteError, WheelTasksError
-from .files import atomic_writer
-from .indexcache import Clock, PageCache, cache_path, clear_cache, utc_now
+from .files import atomic_writer, write_atomic
+from .indexcache import PIP_DEFAULT_FILE, Clock, PageCache, cache_path, clear_cache, utc_now
 from .pages import ACCEPT, DistFile, Release, UnreadablePage, group_releases, newest_installable, parse_page
 from .settings import Settings
 from .urls import redact, split_credentials
+
+if TYPE_CHECKING:
+    from requests_cache.models.response import CachedResponse
 
 log = logging.getLogger("wheeltasks.index")
 
@@ -50,13 +55,22 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 @functools.cache
-def pip_default_index() -> str:
+def pip_default_index(cache_dir: Path | None = None) -> str:
     """The index pip uses when none is configured, as pip's own ``--help`` states it.
 
     Asked from pip's command line (its only public interface) rather than written
     here, so the default follows pip. Only called when PYPI_INDEX and PIP_INDEX_URL
-    are both unset.
+    are both unset. The answer is kept in ``cache_dir`` for this Python and pip version:
+    starting pip is a quarter of a second of every plan.
     """
+    key = f"{sys.executable} pip {_pip_version()}"
+    stored = cache_dir / PIP_DEFAULT_FILE if cache_dir is not None else None
+    try:
+        known = json.loads(stored.read_text(encoding="utf-8")) if stored is not None else None
+        if isinstance(known, dict) and known.get("for") == key and isinstance(known.get("index"), str):
+            return str(known["index"])
+    except (OSError, ValueError):
+        pass  # none kept, or unreadable: ask pip
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "--isolated", "install", "--help"],
@@ -68,12 +82,23 @@ def pip_default_index() -> str:
     m = re.search(r"--index-url <url> .*?\(default (\S+?)\)", flat)
     if done.returncode != 0 or m is None:
         raise WheelTasksError("PYPI_INDEX is not set and pip could not tell its default index: set PYPI_INDEX")
+    if stored is not None:
+        with contextlib.suppress(OSError):  # only a cache
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(stored, json.dumps({"for": key, "index": m[1]}).encode())
     return m[1]
+
+
+def _pip_version() -> str:
+    try:
+        return importlib.metadata.version("pip")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
 
 
 def index_url(settings: Settings) -> str:
     """The index of look-ups and builds: PYPI_INDEX (or PIP_INDEX_URL), else pip's default."""
-    return settings.pypi_index or pip_default_index()
+    return settings.pypi_index or pip_default_index(settings.cache_dir)
 
 
 class _CountingAdapter(HTTPAdapter):
@@ -193,6 +218,21 @@ class IndexClient:
                 known = self._files.setdefault(url, known)
         return known
 
+    def known_files(self, project: str) -> list[DistFile] | None:
+        """The project's files when this run or the cache has its page (fresh), else None:
+        nothing is asked of the network."""
+        url = self.project_url(project)
+        with self._parsed_lock:
+            known = self._files.get(url)
+        if known is not None:
+            return known
+        cached = self._cache.get(url)
+        files = _parse_cached(project, cached, url) if cached is not None and self._cache.fresh(cached) else None
+        if files is None:
+            return None
+        with self._parsed_lock:
+            return self._files.setdefault(url, files)
+
     def _fetch_files(self, project: str, url: str) -> list[DistFile]:
         cached = self._cache.get(url)
         if cached is not None and self._cache.fresh(cached):
@@ -272,8 +312,12 @@ class IndexClient:
         The look-ups run on daemon threads, so Ctrl-C ends the process at once.
         """
         names = list(dict.fromkeys(projects))
-        calls = [functools.partial(self.latest, name, python) for name in names]
-        return dict(zip(names, remote.call_all(calls, MAX_WORKERS), strict=True))
+        # What this run or the cache already has is answered here: threads would only wait
+        # on each other for the parse (a warm plan of `all` asks nothing of the network).
+        asked = [name for name in names if self.known_files(name) is None]
+        found = dict(zip(asked, remote.call_all([functools.partial(self.latest, n, python) for n in asked], MAX_WORKERS),
+                         strict=True))
+        return {name: found[name] if name in found else self.latest(name, python) for name in names}
 
     def check_version(self, project: str, version: Version | str, python: str | None) -> None:
         """A pinned version must be on the index and admit `python`; an error otherwise.

@@ -12,19 +12,23 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from requests_cache.backends.sqlite import SQLiteCache
-from requests_cache.models.request import CachedRequest
-from requests_cache.models.response import CachedResponse
 
 from .errors import WheelTasksError
 from .settings import Settings
 
+if TYPE_CHECKING:  # requests-cache (and the backends it loads) is imported on first use:
+    # a fifth of a second that `--help`, and a plan whose pages are not cached, do not need.
+    from requests_cache.backends.sqlite import SQLiteCache
+    from requests_cache.models.response import CachedResponse
+
 log = logging.getLogger("wheeltasks.index")
 
 CACHE_FILE = "index-cache.sqlite"
+PIP_DEFAULT_FILE = "pip-default-index.json"  # pip's default index, as index.pip_default_index keeps it
 CORRUPT_SUFFIX = ".corrupt"
 Clock = Callable[[], datetime]  # the time now, in UTC (aware)
 
@@ -43,9 +47,10 @@ def _cache_files(base: Path) -> tuple[Path, ...]:
 
 
 def clear_cache(settings: Settings) -> list[Path]:
-    """Delete the index cache (the SQLite file and its companions); return what was removed."""
+    """Delete the index cache (the SQLite file and its companions, and pip's default index as
+    ``index.pip_default_index`` keeps it); return what was removed."""
     removed = []
-    for path in _cache_files(cache_path(settings)):
+    for path in (*_cache_files(cache_path(settings)), settings.cache_dir / PIP_DEFAULT_FILE):
         try:
             if path.is_file() or path.is_symlink():
                 path.unlink()
@@ -91,6 +96,9 @@ class PageCache:
             return None
 
     def put(self, url: str, content_type: str, body: bytes) -> None:
+        from requests_cache.models.request import CachedRequest
+        from requests_cache.models.response import CachedResponse
+
         stored = CachedResponse(
             content=body,
             headers=CaseInsensitiveDict({"Content-Type": content_type}),
@@ -123,6 +131,8 @@ def _open_backend(path: Path, *, again: bool = False) -> SQLiteCache:
     """The SQLite backend at `path`; a file that is not a database is moved aside (with a
     warning), a cache written by an older wheeltasks (which kept redirect histories, and so
     request headers) is dropped, and an unusable folder is one clear error."""
+    from requests_cache.backends.sqlite import SQLiteCache
+
     _make_private(path)
     try:
         backend = SQLiteCache(path, wal=True, busy_timeout=10_000)

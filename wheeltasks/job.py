@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,11 +80,13 @@ class Job:
     def ssl_library(self) -> SSL:
         return self.ssl or DEFAULT_SSL
 
-    @property
+    # target, tag and key are asked thousands of times in a plan of `all`: computed once
+    # (a cached_property writes the instance's __dict__, which a frozen dataclass allows).
+    @functools.cached_property
     def target(self) -> str:
         return format_target(Target(self.module, self.ssl, self.version, self.python, self.arch))
 
-    @property
+    @functools.cached_property
     def tag(self) -> str:
         """The published multi-platform tag: ``cffi1.15.1-py3.12``."""
         return image_tag(self.module, self.ssl, self.version, self.python)
@@ -111,7 +114,7 @@ class Job:
         """The Docker engine of the job's node (None: the default engine)."""
         return self.route.engine if self.route is not None else None
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, str, Kind]:
         """What makes a job unique in a plan: its tag, arch and kind."""
         return (self.tag, self.arch.name, self.kind)

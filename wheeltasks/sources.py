@@ -31,7 +31,7 @@ from .job import Job, Mode, Source
 from .pages import DistFile
 from .settings import Kind, Reuse, Settings
 from .targets import DEFAULT_SSL
-from .wheeltags import abi3_floor, is_pure, preference, target_tags
+from .wheeltags import abi3_floor, is_pure, preference, target_ranks
 
 FilesOf = Callable[[str], Sequence[DistFile]]
 
@@ -49,17 +49,34 @@ def takes_from_index(settings: Settings, job: Job) -> bool:
 def index_wheel(job: Job, files: Iterable[DistFile]) -> DistFile | None:
     """The index's most preferred wheel of the job's version that its platform and Python
     accept (musllinux or pure for a shared job), with a sha256; None when there is none."""
-    accepted = target_tags(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED)
+    ranks = target_ranks(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED)
     best: tuple[int, DistFile] | None = None
     for file in files:
         if file.version != job.version or file.yanked or not file.filename.endswith(".whl"):
             continue
         if not file.url or not file.sha256:
             continue
-        rank = preference(file.filename, accepted)
+        rank = preference(file.filename, ranks)
         if rank is not None and (best is None or rank < best[0]):
             best = (rank, file)
     return best[1] if best else None
+
+
+def _wheels_by_version(files_of: FilesOf) -> Callable[[str, Version], Sequence[DistFile]]:
+    """``files_of`` narrowed to one version's wheels, each module's files sorted once (a
+    project of the public index lists thousands; a plan asks for each of its jobs)."""
+    by_module: dict[str, dict[Version, list[DistFile]]] = {}
+
+    def wheels(module: str, version: Version) -> Sequence[DistFile]:
+        if module not in by_module:
+            grouped: dict[Version, list[DistFile]] = {}
+            for file in files_of(module):
+                if file.filename.endswith(".whl"):
+                    grouped.setdefault(file.version, []).append(file)
+            by_module[module] = grouped
+        return by_module[module].get(version, ())
+
+    return wheels
 
 
 def evidence(files: Sequence[DistFile], version: Version) -> str:
@@ -83,8 +100,9 @@ def decide(settings: Settings, jobs: Sequence[Job], files_of: FilesOf) -> tuple[
     if settings.reuse is Reuse.NEVER:
         return tuple(jobs)
     decided: dict[tuple[str, str, Kind], Job] = {}
+    wheels = _wheels_by_version(files_of)
     for job in jobs:
-        found = index_wheel(job, files_of(job.module)) if takes_from_index(settings, job) else None
+        found = index_wheel(job, wheels(job.module, job.version)) if takes_from_index(settings, job) else None
         if found is not None:
             job = dataclasses.replace(job, source=Source.INDEX, index_file=found, source_why=f"the index has {found.filename}")
         decided[job.key] = job

@@ -9,7 +9,8 @@ the index for a shared job must be repaired (musllinux) or pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
@@ -24,6 +25,7 @@ def _version(python: str) -> tuple[int, int]:
     return major, minor
 
 
+@functools.cache
 def target_tags(arch: Arch, python: str, *, unrepaired: bool = True) -> tuple[Tag, ...]:
     """The tags a CPython ``python`` on musl on ``arch`` accepts, most preferred first;
     ``linux_<machine>`` ones only with ``unrepaired``."""
@@ -35,6 +37,13 @@ def target_tags(arch: Arch, python: str, *, unrepaired: bool = True) -> tuple[Ta
     return tuple(dict.fromkeys(tags))
 
 
+@functools.cache
+def target_ranks(arch: Arch, python: str, *, unrepaired: bool = True) -> Mapping[Tag, int]:
+    """:func:`target_tags` as tag -> rank (0: most preferred)."""
+    return {tag: rank for rank, tag in enumerate(target_tags(arch, python, unrepaired=unrepaired))}
+
+
+@functools.lru_cache(maxsize=4096)
 def wheel_tags(filename: str) -> frozenset[Tag]:
     """The tags of a wheel file name; none for a name that is not a wheel's."""
     try:
@@ -43,11 +52,12 @@ def wheel_tags(filename: str) -> frozenset[Tag]:
         return frozenset()
 
 
-def preference(filename: str, accepted: Iterable[Tag]) -> int | None:
-    """Where a wheel ranks among the accepted tags (0: most preferred); None when it is not
-    accepted."""
-    tags = wheel_tags(filename)
-    return next((rank for rank, tag in enumerate(accepted) if tag in tags), None)
+def preference(filename: str, accepted: Iterable[Tag] | Mapping[Tag, int]) -> int | None:
+    """Where a wheel ranks among the accepted tags, in order or as :func:`target_ranks` gives
+    them (0: most preferred); None when it is not accepted."""
+    ranks = accepted if isinstance(accepted, Mapping) else {t: r for r, t in enumerate(accepted)}
+    found = [ranks[tag] for tag in wheel_tags(filename) if tag in ranks]
+    return min(found) if found else None
 
 
 def is_pure(filename: str) -> bool:

@@ -1,0 +1,75 @@
+"""Benchmark: how long planning takes, as a user runs it (a new process each time).
+
+    python bench/bench_plan.py [--rounds 5]
+
+Against a floor measured in the same run (a Python that only imports invoke, which every
+wheeltasks command needs): `wheeltasks --help`; `wheeltasks resolve all --json` (1,490 jobs
+on the public index, warm: its pages cached by a first, untimed run); `wheeltasks check`
+for the default modules against the local registry (127.0.0.1:5000, an empty namespace:
+every module out of date), warm. The median wall time of each, its peak memory, and the
+ratio to the floor. Writes bench/results/plan.{txt,json}. Needs `bash .ci/services.sh`
+(buildx, the registry) and the public index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import CA_FILE, REGISTRY, save
+
+TARGETS = {"resolve all": 1.0, "check": 0.5, "--help": 0.3}  # seconds, warm (issue 19)
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one run of the command."""
+    started = time.monotonic()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], env=env, cwd=cwd, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if done.returncode not in (0, 1):  # check exits 1 when something is out of date
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, int(done.stderr.strip().splitlines()[-1]) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-plan-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_"))}
+    env.update(WHEELTASKS_PROJECT_DIR=str(folder), WHEELTASKS_CACHE_DIR=str(folder / "cache"),
+               WHEELS_REGISTRY=f"{REGISTRY}/bench-plan-{int(time.time())}")
+    if Path(CA_FILE).is_file():
+        env.setdefault("CA_BUNDLE", CA_FILE)
+    python = [sys.executable]
+    commands = {
+        "floor (import invoke)": [*python, "-c", "import invoke.program"],
+        "--help": [*python, "-m", "wheeltasks", "--help"],
+        "resolve all": [*python, "-m", "wheeltasks", "resolve", "all", "--json"],
+        "check": [*python, "-m", "wheeltasks", "check"],
+    }
+    for name in ("resolve all", "check"):  # warm the index cache and the builders' Pythons
+        measure(commands[name], env, folder)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, command in commands.items():
+        runs = [measure(command, env, folder) for _ in range(args.rounds)]
+        rows[name] = {"seconds": round(statistics.median(s for s, _ in runs), 3), "peak_mib": max(m for _, m in runs)}
+    floor = rows["floor (import invoke)"]["seconds"]
+    lines = [f"median of {args.rounds} runs each, warm; load average at the end {os.getloadavg()[0]:.2f}", "",
+             f"{'command':<24} {'seconds':>8} {'peak MiB':>9} {'vs floor':>9} {'target':>7}"]
+    for name, row in rows.items():
+        target = TARGETS.get(name)
+        lines.append(f"{name:<24} {row['seconds']:>8.3f} {row['peak_mib']:>9} {row['seconds'] / floor:>8.1f}x "
+                     f"{f'{target:.1f} s' if target else '':>7}")
+    save("plan", lines, {"rows": rows, "targets": TARGETS})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Benchmark: build once (REUSE=auto) against every job building (REUSE=never).
+
+    python bench/bench_reuse.py [--modules "toml cffi psutil"]
+
+One set that has all three kinds of wheel, from the public index: toml (pure), cffi (one
+wheel per Python) and psutil (abi3), for Python 3.11 and 3.13 on amd64 and 3.11 on arm64
+and armv7 (cross-compiled), both kinds: 24 jobs on the fixture builders with two Pythons
+(tests/fixtures/builders: builder2). Three runs, each in a new project folder, pushing to
+its own namespace of the local registry:
+
+  never        REUSE=never NO_BINARY=1: every job compiles its wheel (the baseline)
+  build once   REUSE=auto NO_BINARY=1: a pure wheel is built once for every job, an abi3
+               one once per arch and kind; nothing is taken from the index
+  + index      REUSE=auto (the default): also the index's wheel where the job's platform and
+               Python accept one (musllinux or pure) — what a user gets by default
+
+Each with BUILD_NO_CACHE=1 (the module compiled again, the builders' set-up kept), after one
+untimed warm-up run of every platform. Prints jobs, builds, containers started (builds,
+repairs in a container, import checks), wall time and the ratio against `never`; checks that
+`never` and `build once` give the same wheel file names in wheels/ and the same tags and
+platforms in the registry. Writes bench/results/reuse.{txt,json}. Needs `bash .ci/services.sh`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from common import REGISTRY, Run, builder_images, project, run, save
+
+BUILDER2 = f"{REGISTRY}/wheeltasks-fixtures/builder2:py{{python}}"
+RUNS: dict[str, dict[str, str]] = {
+    "never": {"REUSE": "never", "NO_BINARY": "1"},
+    "build once": {"REUSE": "auto", "NO_BINARY": "1"},
+    "+ index": {"REUSE": "auto"},
+}
+
+
+def targets(modules: list[str]) -> list[str]:
+    return [t for m in modules for t in (f"{m}-pyall-amd64", f"{m}-py3.11-arm64", f"{m}-py3.11-armv7")]
+
+
+def containers(report: dict[str, Any]) -> dict[str, int]:
+    jobs = report["jobs"]
+    return {
+        "builds": sum(1 for j in jobs if j["source"] == "build"),
+        "repairs": sum(1 for j in jobs if j["repaired"] == "container"),
+        "import checks": sum(1 for j in jobs if "import-check" in j["step_seconds"]),
+    }
+
+
+def registry_contents(namespace: str) -> dict[str, list[str]]:
+    """tag -> sorted platforms, for every repository under the namespace."""
+    def get(path: str, accept: str = "application/json") -> dict[str, Any]:
+        request = urllib.request.Request(f"http://{REGISTRY}/v2/{path}", headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            data: dict[str, Any] = json.load(answer)
+            return data
+
+    found: dict[str, list[str]] = {}
+    index_types = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+    for repo in ("python-musl-wheels", "python-alpine-wheels"):
+        for tag in get(f"{namespace}/{repo}/tags/list").get("tags") or []:
+            index = get(f"{namespace}/{repo}/manifests/{tag}", index_types)
+            found[f"{repo}:{tag}"] = sorted(
+                "/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant"))))
+                for m in index["manifests"])
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modules", default="toml cffi psutil")
+    args = parser.parse_args()
+    modules = args.modules.split()
+    builder_images()
+    base = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-reuse-"))
+    common = {"BUILDER_IMAGE": BUILDER2, "PYTHON_VERSIONS": "3.11 3.13", "BUILD_BOTH": "1", "CROSS": "always"}
+    print(f"warm-up (untimed): one job of each platform, in {base}", file=sys.stderr)
+    run(project(base / "warm-up", **common, REUSE="never", NO_BINARY="1"), "build", *targets(modules[:1]))
+    folders = {name: base / name.replace(" ", "-").replace("+", "plus") for name in RUNS}
+    stamp = int(time.time())  # a namespace of this run's own in the registry
+    namespaces = {name: f"bench-reuse-{folder.name}-{stamp}" for name, folder in folders.items()}
+    results: dict[str, Run] = {}
+    for name, settings in RUNS.items():
+        env = project(folders[name], **common, **settings, BUILD_NO_CACHE="1", DO_PUSH="1",
+                      WHEELS_REGISTRY=f"{REGISTRY}/{namespaces[name]}")
+        print(f"{name}: {' '.join(f'{k}={v}' for k, v in settings.items())}", file=sys.stderr)
+        results[name] = run(env, "build", *targets(modules))
+    wheels = {name: sorted(str(p.relative_to(folder / "wheels")) for p in (folder / "wheels").rglob("*.whl"))
+              for name, folder in folders.items()}
+    images = {name: registry_contents(namespace) for name, namespace in namespaces.items()}
+    same_wheels = wheels["never"] == wheels["build once"]
+    same_images = images["never"] == images["build once"]
+    never = results["never"].seconds
+    lines = [f"modules: {' '.join(modules)}; Pythons 3.11 3.13 on amd64, 3.11 on arm64 and armv7 (cross); both kinds",
+             "", f"{'run':<12} {'jobs':>5} {'builds':>7} {'containers':>11} {'index':>6} {'wall s':>8} {'vs never':>9}"]
+    data: dict[str, Any] = {"modules": modules, "runs": {}}
+    for name, result in results.items():
+        count = containers(result.report)
+        jobs = len(result.report["jobs"])
+        from_index = sum(1 for j in result.report["jobs"] if j["source"] == "index")
+        ratio = never / result.seconds
+        lines.append(f"{name:<12} {jobs:>5} {count['builds']:>7} {sum(count.values()):>11} {from_index:>6} "
+                     f"{result.seconds:>8.1f} {ratio:>8.2f}x")
+        data["runs"][name] = {"jobs": jobs, **count, "from_index": from_index, "seconds": round(result.seconds, 1),
+                              "ratio": round(ratio, 2), "wheels": wheels[name], "images": images[name]}
+    lines += ["", f"never and build once: same wheel files in wheels/: {same_wheels}; "
+              f"same tags and platforms in the registry: {same_images}",
+              f"+ index wheels differing from the built ones: "
+              f"{sorted(set(wheels['+ index']) ^ set(wheels['never']))}"]
+    save("reuse", lines, data)
+    if not (same_wheels and same_images):
+        sys.exit("build once gave other wheels or images than never")
+
+
+if __name__ == "__main__":
+    main()
