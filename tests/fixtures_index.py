@@ -207,6 +207,12 @@ def build_source_packages(src_root: Path, dest: Path, work: Path) -> list[Path]:
 BUILD_BACKENDS = ("setuptools", "wheel", "packaging")  # wheel needs packaging
 
 
+# Real sdists from the public index, served here too: a job that builds natively in a
+# foreign builder (linux/386 on this x86_64 engine) fetches its sdist inside that builder,
+# whose root has no TLS (tests/fixtures/builders/build.sh); the index on 127.0.0.1 needs none.
+PUBLIC_SDISTS = ("psutil==7.2.2",)
+
+
 def add_build_backends(dest: Path) -> list[Path]:
     before = set(dest.iterdir())
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
@@ -214,6 +220,11 @@ def add_build_backends(dest: Path) -> list[Path]:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"fetching {' '.join(BUILD_BACKENDS)} for the fixture index failed:\n{result.stderr}")
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary=:all:", "--no-deps", "--dest", str(dest),
+           *PUBLIC_SDISTS]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"fetching {' '.join(PUBLIC_SDISTS)} for the fixture index failed:\n{result.stderr}")
     return sorted(set(dest.iterdir()) - before)
 
 

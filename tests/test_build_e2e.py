@@ -217,7 +217,7 @@ def test_mod_build_ran_before_pip_wheel(built: Callable[[str, Kind], tuple[Job, 
     log = job.work.build_log.read_text()
     marker = log.index("WTMARKER mod_build ran: MODULE=wtzlib")
     assert "SSL=openssl KIND=shared WHEELS_DIR=/wheels" in log
-    assert log.index("wheeltasks: python3 -m pip wheel --wheel-dir /wheels", marker) > marker
+    assert log.index("wheeltasks: python3 -m pip wheel -v --wheel-dir /wheels", marker) > marker
 
 
 def test_repairing_again_gives_the_same_bytes(

@@ -78,6 +78,23 @@ def test_declared_packages_and_cross(text: str, ssl: SSL | None, apk: tuple[str,
     assert recipe.cross is cross
 
 
+@pytest.mark.parametrize(
+    ("text", "test"),
+    [
+        ("mod_test='python3 -c \"import {module}\"'\n", 'python3 -c "import {module}"'),
+        ('mod_test="pytest --pyargs {module}"  # run after the import check\n', "pytest --pyargs {module}"),
+        ("mod_apk=make\n", ""),
+    ],
+)
+def test_mod_test_is_the_recipes_test_command(text: str, test: str) -> None:
+    assert parse_recipe(text, Path("x.sh"), None).test == test
+
+
+def test_an_unreadable_mod_test_is_a_clear_error() -> None:
+    with pytest.raises(WheelTasksError, match=r"x\.sh: cannot read mod_test"):
+        parse_recipe("mod_test='unclosed\n", Path("x.sh"), None)
+
+
 def test_bad_mod_cross_is_a_clear_error() -> None:
     with pytest.raises(WheelTasksError, match="mod_cross='maybe' is neither true"):
         parse_recipe("mod_cross=maybe\n", Path("x.sh"), None)

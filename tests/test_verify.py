@@ -23,7 +23,8 @@ def repaired_wheel(folder: Path, platform: str) -> Path:
         "wtzlib/_c.so": b"\x7fELF not really",
         "wtzlib-1.0.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: wtzlib\nVersion: 1.0.0\n",
         "wtzlib-1.0.0.dist-info/WHEEL": (
-            f"Wheel-Version: 1.0\nGenerator: auditwheel\nRoot-Is-Purelib: false\nTag: cp311-cp311-{platform}\n"
+            "Wheel-Version: 1.0\nGenerator: auditwheel\nRoot-Is-Purelib: false\n"
+            + "".join(f"Tag: cp311-cp311-{p}\n" for p in platform.split("."))
         ).encode(),
     }
     record = "".join(
@@ -54,6 +55,17 @@ def test_an_armv6_wheel_gets_its_own_tag_after_the_armv7l_policy(tmp_path: Path)
         assert archive.read("wtzlib/_c.so") == b"\x7fELF not really"
         assert {i.date_time for i in archive.infolist()} == {WHEEL_TIME}
         assert [i.filename for i in archive.infolist()][:2] == ["wtzlib/__init__.py", "wtzlib/_c.so"]
+
+
+def test_a_cross_built_armv6_wheel_loses_its_linux_tag_too(tmp_path: Path) -> None:
+    """Built as linux_armv6l (the cross stage names the target's machine), auditwheel adds its
+    armv7l policy's tag and keeps the linux one: the repaired wheel has musllinux_1_2_armv6l alone."""
+    wheel = repaired_wheel(tmp_path, "linux_armv6l.musllinux_1_2_armv7l")
+    fixed = verify.retag(get_arch("armv6"), wheel)
+    assert fixed.name == "wtzlib-1.0.0-cp311-cp311-musllinux_1_2_armv6l.whl"
+    with zipfile.ZipFile(fixed) as archive:
+        tags = [line for line in archive.read("wtzlib-1.0.0.dist-info/WHEEL").decode().splitlines() if line.startswith("Tag:")]
+    assert tags == ["Tag: cp311-cp311-musllinux_1_2_armv6l"]
 
 
 @pytest.mark.parametrize(

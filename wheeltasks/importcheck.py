@@ -8,7 +8,9 @@ are unpacked on the host, their ``.data`` purelib and platlib included, into the
 ``check/`` folder, which a container of the job's builder imports from on the job's
 platform (QEMU for a foreign one, on the platform's baseline CPU). No-shared wheels link
 the system's libraries: the container gets the recipe's Alpine packages first, as the
-build did.
+build did. Then, in the same container, the job's test command (the recipe's ``mod_test``,
+else TEST_COMMAND; cibuildwheel's ``test-command``), with ``{module}`` and ``{version}``
+filled in: its failure is the job's, with the log's tail.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .job import Job
 from .settings import Kind, Settings
 from .verify import of_module
 from .wheeltags import target_tags
+
+TEST_FAILED = 86  # check.sh's exit code when the imports passed and the test command failed
 
 
 def chosen(job: Job, wheels: Iterable[Path], offered: Iterable[Path]) -> list[Path]:
@@ -84,8 +88,9 @@ def import_check(settings: Settings, job: Job, wheels: list[Path], offered: list
     if not own:
         raise BuildError(f"{job.target}: no wheel of {job.module} among {', '.join(w.name for w in wheels)}")
     names = import_names(own[0])
-    if not names:
-        return  # nothing importable (a wheel of data or scripts)
+    test = test_command(settings, job)
+    if not names and not test:
+        return  # nothing importable (a wheel of data or scripts), nothing to test
     site = job.work.check
     clear(site)
     site.mkdir(parents=True)
@@ -93,18 +98,30 @@ def import_check(settings: Settings, job: Job, wheels: list[Path], offered: list
         for wheel in chosen(job, wheels, offered):
             unpack(wheel, site)
         log = job.work.check_log
-        console.progress(job.target, "import-check", f"import {', '.join(names)} on {job.platform}")
+        console.progress(job.target, "import-check", f"import {', '.join(names) or 'nothing'} on {job.platform}"
+                         + (f", then test: {test}" if test else ""))
         apk = " ".join(job.recipe.apk) if job.kind is Kind.NO_SHARED else ""
         spec = containers.Run(
             command=("/bin/sh", "/wheeltasks/check.sh", *names),
             reads={site: "/check"},
-            environment={"APK": apk},
+            environment={"APK": apk, "TEST_COMMAND": test, "TEST_FAILED": str(TEST_FAILED)},
         )
         code = containers.run(settings, job, spec, log)
     finally:
         clear(site)
+    if code == TEST_FAILED and test:
+        raise BuildError(
+            f"the test command of {job.target} failed on {job.platform} ({test}); full log: {log}; "
+            f"last lines:\n{console.log_tail(log)}"
+        )
     if code != 0:
         raise BuildError(
             f"the wheel of {job.target} does not import on {job.platform} (exit {code}); full log: {log}; "
             f"last lines:\n{console.log_tail(log)}"
         )
+
+
+def test_command(settings: Settings, job: Job) -> str:
+    """The job's test command (its recipe's ``mod_test``, else TEST_COMMAND), placeholders filled."""
+    command = job.recipe.test or settings.test_command
+    return command.replace("{module}", job.module).replace("{version}", str(job.version))

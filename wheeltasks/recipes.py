@@ -15,6 +15,7 @@ library, ``openssl`` or ``libressl``)::
     mod_depends="cryptography-${SSL} pynacl bcrypt"   # or a function that only echoes
     mod_apk="openssl-dev libffi-dev"                  # Alpine packages it builds against
     mod_cross=no                                      # it can only build on its own platform
+    mod_test='python3 -m {module}.tests'              # run after the import check (TEST_COMMAND)
 
 A recipe that names ``WHEEL_BUILT_IN_SCRIPT`` makes the wheel itself: its jobs always build
 (they never take the index's wheel instead).
@@ -53,6 +54,7 @@ class Recipe:
     cross: bool = True  # False: never cross-compile this module
     uses_ssl: bool = False  # it declares packages or dependencies by $SSL: it links an SSL library
     builds_wheel: bool = False  # it names WHEEL_BUILT_IN_SCRIPT: it makes the wheel itself
+    test: str = ""  # mod_test: a command run after the import check ({module}, {version} filled in)
 
     @property
     def name(self) -> str | None:
@@ -174,6 +176,11 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
             cross = parse_bool(" ".join(_words(cross_value, "", source, "mod_cross")), "mod_cross")
         except WheelTasksError as exc:
             raise WheelTasksError(f"{source}: {exc}") from None
+    test_value = _variable(text, "mod_test")
+    try:
+        test = " ".join(shlex.split(test_value, comments=True)) if test_value is not None else ""
+    except ValueError as exc:
+        raise WheelTasksError(f"{source}: cannot read mod_test ({exc})") from None
     return Recipe(
         path=path,
         depends=parse_depends(text, ssl, source),
@@ -181,6 +188,7 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
         cross=cross,
         uses_ssl=_declares_ssl(text, source),
         builds_wheel=bool(re.search(r"^[^#]*\bWHEEL_BUILT_IN_SCRIPT\b", text, re.MULTILINE)),
+        test=test,
     )
 
 

@@ -110,8 +110,8 @@ class RunReport:
         failed = len(self.with_outcome(Outcome.FAILED))
         skipped = len(self.with_outcome(Outcome.DEPENDENCY_FAILED))
         return (
-            f"built {len(self.built)}, took {len(self.took)} from other jobs' builds and "
-            f"{len(self.from_index)} from the index, reused {len(self.reused)} from existing images, "
+            f"built {len(self.built)}, reused {len(self.reused)} from existing images, "
+            f"took {len(self.took)} from other jobs' builds and {len(self.from_index)} from the index, "
             f"exported {self.exported} wheel(s), uploaded {self.blobs_uploaded} blob(s) "
             f"({self.bytes_uploaded} bytes) and {self.manifests_written} manifest(s)"
             + (f"; {failed} failed, {skipped} skipped for a failed dependency" if failed or skipped else "")

@@ -125,6 +125,7 @@ class Settings:
     ca_bundle: str = ""
     cross: Cross = Cross.AUTO
     reuse: Reuse = Reuse.AUTO
+    test_command: str = ""
     # How many jobs run at once (0: the build engine's CPU count), and on which builders.
     jobs: int = 0
     builders: tuple[str, ...] = ()
@@ -355,6 +356,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "reuse", "take a wheel that serves a job instead of building it: the index's for its platform and Python "
         "(not with NO_BINARY), another job's pure or abi3 one: auto or never", (_P.PLAN,),
+    ),
+    Option(
+        "test_command", "a command run after the import check, in the same container on the job's platform, "
+        "with the wheels importable ({module} and {version} filled in); a recipe's mod_test replaces it", (_P.REPAIR,),
+        default_text="none",
     ),
     Option("jobs", "how many jobs run at once", (_P.RUN,), default_text="the build engine's CPU count"),
     Option(

@@ -254,8 +254,12 @@ def retag(arch: Arch, wheel: Path) -> Path:
     wrong, right = f"_{arch.auditwheel}", f"_{arch.machine}"
     if not any(p.endswith(wrong) and not p.startswith("linux_") for p in platforms(wheel.name)):
         return wheel
+    # A wheel built as linux_armv6l (a cross build names the target's machine) keeps that tag
+    # beside the policy's: auditwheel cannot tell which machine it names, so it replaces
+    # nothing. The repaired wheel has the platform's musllinux tag alone, as for armv7l.
+    unrepaired = f"linux_{arch.machine}"
     *head, python, abi, plats = wheel.name[: -len(".whl")].split("-")
-    plats = ".".join(p.replace(wrong, right) if not p.startswith("linux_") else p for p in plats.split("."))
+    plats = ".".join(p if p.startswith("linux_") else p.replace(wrong, right) for p in plats.split(".") if p != unrepaired)
     target = wheel.with_name("-".join([*head, python, abi, plats]) + ".whl")
     with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(target.with_suffix(".part"), "w") as out:
         infos = source.infolist()
@@ -263,7 +267,9 @@ def retag(arch: Arch, wheel: Path) -> Path:
         record_file = next(i.filename for i in infos if i.filename.endswith(".dist-info/RECORD"))
         text = source.read(wheel_file).decode("utf-8")
         new_wheel = "".join(
-            line.replace(wrong, right) if line.startswith("Tag:") else line for line in text.splitlines(keepends=True)
+            line.replace(wrong, right) if line.startswith("Tag:") else line
+            for line in text.splitlines(keepends=True)
+            if not (line.startswith("Tag:") and line.rstrip().endswith(f"-{unrepaired}"))
         ).encode("utf-8")
         digest = base64.urlsafe_b64encode(hashlib.sha256(new_wheel).digest()).rstrip(b"=").decode("ascii")
         record = "".join(

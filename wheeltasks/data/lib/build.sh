@@ -42,7 +42,9 @@ recipe_and_wheel() {
     if [ -n "${WHEEL_BUILT_IN_SCRIPT:-}" ]; then
         say "the recipe built the wheel (WHEEL_BUILT_IN_SCRIPT)"
     else
-        set -- $pip_cmd wheel --wheel-dir "$WHEELS_DIR"
+        # -v: the build back-end's own output (compiler commands, a bundled configure's
+        # checks) goes to the job's log, where a failed build is read.
+        set -- $pip_cmd wheel -v --wheel-dir "$WHEELS_DIR"
         if [ -n "${NO_BINARY:-}" ]; then set -- "$@" --no-binary "$MODULE"; fi
         say "$* $MODULE==$VERSION"
         "$@" "$MODULE==$VERSION"
