@@ -64,13 +64,15 @@ def registry_contents(namespace: str) -> dict[str, list[str]]:
             return data
 
     found: dict[str, list[str]] = {}
-    index_types = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+    types = ("application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, "
+             "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
     for repo in ("python-musl-wheels", "python-alpine-wheels"):
         for tag in get(f"{namespace}/{repo}/tags/list").get("tags") or []:
-            index = get(f"{namespace}/{repo}/manifests/{tag}", index_types)
+            document = get(f"{namespace}/{repo}/manifests/{tag}", types)
+            # A multi-platform tag lists its platforms; a legacy per-arch tag is one image.
             found[f"{repo}:{tag}"] = sorted(
                 "/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant"))))
-                for m in index["manifests"])
+                for m in document.get("manifests", [])) or ["one image"]
     return found
 
 
@@ -81,7 +83,11 @@ def main() -> None:
     modules = args.modules.split()
     builder_images()
     base = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-reuse-"))
-    common = {"BUILDER_IMAGE": BUILDER2, "PYTHON_VERSIONS": "3.11 3.13", "BUILD_BOTH": "1", "CROSS": "always"}
+    # WHEELS_FORCE: with REUSE=never a pure wheel is built once per Python, and two builds of
+    # it are not byte-identical (the dist-info files carry the build's time), so the second
+    # export would refuse it. Build once has one build, and so no such conflict.
+    common = {"BUILDER_IMAGE": BUILDER2, "PYTHON_VERSIONS": "3.11 3.13", "BUILD_BOTH": "1", "CROSS": "always",
+              "WHEELS_FORCE": "1"}
     print(f"warm-up (untimed): one job of each platform, in {base}", file=sys.stderr)
     run(project(base / "warm-up", **common, REUSE="never", NO_BINARY="1"), "build", *targets(modules[:1]))
     folders = {name: base / name.replace(" ", "-").replace("+", "plus") for name in RUNS}

@@ -33,7 +33,8 @@ def project(folder: Path, **settings: str) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DO_", "NO_", "WHEELS_", "JOBS", "BUILDERS"))}
     env.update(WHEELTASKS_PROJECT_DIR=str(folder), WHEELTASKS_CACHE_DIR=str(folder / "cache"),
-               BUILDER_IMAGE=BUILDER, PYTHON_VERSIONS="3.11", NO_PULL_WHEELS="1", **settings)
+               BUILDER_IMAGE=BUILDER, PYTHON_VERSIONS="3.11", NO_PULL_WHEELS="1")
+    env.update(settings)  # a benchmark's own settings replace these defaults
     if Path(CA_FILE).is_file():
         env.setdefault("CA_BUNDLE", CA_FILE)
     return env
