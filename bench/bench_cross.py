@@ -42,7 +42,7 @@ from pathlib import Path
 
 from common import ROOT, Run, builder_images, project, run, save
 
-PSUTIL = "7.1.3"
+PSUTIL = "7.2.2"
 MODES: dict[str, tuple[str, dict[str, str]]] = {
     "amd64 native": ("amd64", {}),
     "arm64 cross": ("arm64", {"CROSS": "always"}),
