@@ -95,8 +95,8 @@ def evidence(files: Sequence[DistFile], version: Version) -> str:
 
 
 def decide(settings: Settings, jobs: Sequence[Job], files_of: FilesOf) -> tuple[Job, ...]:
-    """The jobs with their sources set (plan order kept; dependencies and providers refer to
-    the decided jobs)."""
+    """The jobs with their sources set, in plan order except that a provider comes before
+    the jobs that take its wheel; dependencies and providers refer to the decided jobs."""
     if settings.reuse is Reuse.NEVER:
         return tuple(jobs)
     decided: dict[tuple[str, str, Kind], Job] = {}
