@@ -19,30 +19,25 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-
 from . import console, containers
 from .errors import BuildError
 from .files import clear
 from .job import Job
 from .settings import Kind, Settings
 from .verify import of_module
-from .wheeltags import target_tags
+from .wheeltags import distribution, target_tags, wheel_tags
 
 TEST_FAILED = 86  # check.sh's exit code when the imports passed and the test command failed
 
 
-def chosen(job: Job, wheels: Iterable[Path], offered: Iterable[Path]) -> list[Path]:
-    """One wheel per distribution for the target: the job's own wheels first, then the offered ones."""
-    accepted = frozenset(target_tags(job.arch, job.python))
+def chosen(job: Job, wheels: Iterable[Path], offered: Iterable[Path], *, unrepaired: bool = True) -> list[Path]:
+    """One wheel per distribution for the target: the job's own wheels first, then the offered
+    ones; ``linux_*`` ones only with ``unrepaired``."""
+    accepted = frozenset(target_tags(job.arch, job.python, unrepaired=unrepaired))
     picked: dict[str, Path] = {}
     for wheel in (*wheels, *offered):
-        try:
-            name, _version, _build, tags = parse_wheel_filename(wheel.name)
-        except InvalidWheelFilename:
-            continue
-        if tags & accepted:
-            picked.setdefault(canonicalize_name(name), wheel)
+        if wheel_tags(wheel.name) & accepted:
+            picked.setdefault(distribution(wheel.name), wheel)
     return list(picked.values())
 
 

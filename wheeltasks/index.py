@@ -226,19 +226,23 @@ class IndexClient:
             known = self._files.get(url)
         if known is not None:
             return known
-        cached = self._cache.get(url)
-        files = _parse_cached(project, cached, url) if cached is not None and self._cache.fresh(cached) else None
+        _, files = self._from_cache(project, url)
         if files is None:
             return None
         with self._parsed_lock:
             return self._files.setdefault(url, files)
 
-    def _fetch_files(self, project: str, url: str) -> list[DistFile]:
+    def _from_cache(self, project: str, url: str) -> tuple[CachedResponse | None, list[DistFile] | None]:
+        """The cached page (fresh or not), and its files when it is fresh and parses."""
         cached = self._cache.get(url)
-        if cached is not None and self._cache.fresh(cached):
-            files = _parse_cached(project, cached, url)
-            if files is not None:
-                return files
+        if cached is None or not self._cache.fresh(cached):
+            return cached, None
+        return cached, _parse_cached(project, cached, url)
+
+    def _fetch_files(self, project: str, url: str) -> list[DistFile]:
+        cached, files = self._from_cache(project, url)
+        if files is not None:
+            return files
         try:
             answer = self._download(project, url)
             files = parse_page(project, answer.content_type, answer.body, url)

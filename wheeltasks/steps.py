@@ -34,7 +34,7 @@ from .runreport import JobResult, RunReport
 from .settings import Cross, Kind, Part, Repository, Settings
 from .sources import serves
 from .verify import of_module, verify
-from .wheeltags import distribution, target_tags, wheel_tags
+from .wheeltags import distribution
 from .workdir import WorkDir
 
 
@@ -214,16 +214,12 @@ def _add_dependencies(job: Job, taken: list[Path], others: list[Path], staging: 
     distribution (those the provider's build gave beside its module's, and the job's
     dependencies' results), so the job's image holds the module and its dependencies as a
     build's would; why not, when one of the provider's is missing."""
-    accepted = frozenset(target_tags(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED))
-    have = {distribution(w.name) for w in taken}
-    needed = {distribution(w.name) for w in others} - have
-    for wheel in (*others, *(w for dep in job.depends for w in dep.work.result_wheels())):
-        name = distribution(wheel.name)
-        if name in have or not wheel_tags(wheel.name) & accepted:
-            continue
-        shutil.copy2(wheel, staging / wheel.name)
-        have.add(name)
-        needed.discard(name)
+    offered = [*others, *(w for dep in job.depends for w in dep.work.result_wheels())]
+    picked = importcheck.chosen(job, taken, offered, unrepaired=job.kind is Kind.NO_SHARED)
+    for wheel in picked:
+        if wheel not in taken:
+            shutil.copy2(wheel, staging / wheel.name)
+    needed = {distribution(w.name) for w in others} - {distribution(w.name) for w in picked}
     if needed:
         return f"no wheel of {', '.join(sorted(needed))} for Python {job.python} on {job.arch.name}"
     return ""

@@ -44,12 +44,19 @@ def target_ranks(arch: Arch, python: str, *, unrepaired: bool = True) -> Mapping
 
 
 @functools.lru_cache(maxsize=4096)
+def _parsed(filename: str) -> tuple[NormalizedName, frozenset[Tag]] | None:
+    """A wheel file name's distribution and tags (``packaging``); None for a name that is not a wheel's."""
+    try:
+        name, _version, _build, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    return name, frozenset(tags)
+
+
 def wheel_tags(filename: str) -> frozenset[Tag]:
     """The tags of a wheel file name; none for a name that is not a wheel's."""
-    try:
-        return frozenset(parse_wheel_filename(filename)[3])
-    except InvalidWheelFilename:
-        return frozenset()
+    parsed = _parsed(filename)
+    return parsed[1] if parsed else frozenset()
 
 
 def preference(filename: str, accepted: Iterable[Tag] | Mapping[Tag, int]) -> int | None:
@@ -76,5 +83,7 @@ def abi3_floor(filename: str) -> tuple[int, int] | None:
 
 
 def distribution(filename: str) -> NormalizedName:
-    """The distribution a wheel file is of (PEP 503 normalised)."""
-    return canonicalize_name(filename.split("-", 1)[0])
+    """The distribution a wheel file is of (PEP 503 normalised); for a name that is not a
+    wheel's, its first part."""
+    parsed = _parsed(filename)
+    return parsed[0] if parsed else canonicalize_name(filename.split("-", 1)[0])
