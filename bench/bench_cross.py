@@ -25,11 +25,13 @@ on the fixture builders (tests/fixtures/builders), three ways:
 For each: every step's time and the whole job's (the run report's), and the whole job's
 ratio against amd64 native the same way. Last, the tool's own overhead: a whole `wheeltasks
 build` against the same `docker buildx build` written by hand. Writes
-bench/results/cross.{txt,json}. Needs `bash .ci/services.sh`.
+bench/results/cross.{txt,json} (`--table` prints the table again from the json). Needs
+`bash .ci/services.sh`.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import socket
@@ -40,7 +42,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ROOT, Run, builder_images, project, run, save
+from common import RESULTS, ROOT, Run, builder_images, project, run, save
 
 PSUTIL = "7.2.2"
 MODES: dict[str, tuple[str, dict[str, str]]] = {
@@ -123,13 +125,17 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
+    save("cross", table(rows, overhead), {"runs": rows, "overhead": overhead})
+
+
+def table(rows: dict[str, dict[str, float]], overhead: dict[str, float]) -> list[str]:
+    """Each way's rows, each with its ratio against amd64 native the same way."""
     lines = ["whole job, compiled from source: each step and the job (ratio: the job against amd64 native, the same way)"]
     for way in WAYS:
         for key, row in rows.items():
-            module, *_, kind = key.split()
-            if kind != way:
+            if not key.endswith(f" {way}"):
                 continue
-            base = rows[f"{module} amd64 native {way}"]["job"]
+            base = rows[f"{key.split()[0]} amd64 native {way}"]["job"]
             lines.append(
                 f"  {key:34s} build {row['build']:6.1f} s  repair {row['repair']:5.1f} s  "
                 f"import-check {row['import-check']:5.1f} s  job {row['job']:6.1f} s  {row['job'] / base:5.2f}x"
@@ -138,7 +144,7 @@ def main() -> None:
         f"tool overhead (psutil amd64, no cache): wheeltasks {overhead['tool']:.1f} s "
         f"vs docker buildx build by hand {overhead['hand']:.1f} s = {overhead['tool'] / overhead['hand']:.2f}x"
     )
-    save("cross", lines, {"runs": rows, "overhead": overhead})
+    return lines
 
 
 def times(result: Run) -> dict[str, float]:
@@ -170,4 +176,8 @@ def measure_overhead(tmp: Path, index: str) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--table"]:  # the table again from the last run's numbers
+        saved = json.loads((RESULTS / "cross.json").read_text())
+        print("\n".join(table(saved["runs"], saved["overhead"])))
+    else:
+        main()
