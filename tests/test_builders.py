@@ -59,7 +59,7 @@ def test_newest_python_from_a_real_registry(tmp_path: Path, registry_plain: Regi
     job = make_job(settings_for(tmp_path, "x:{python}"), module="m", version=Version("1"),
                    python="3.12", arch=get_arch("amd64"), kind=Kind.SHARED)
     layer = layer_tar([make_wheel(tmp_path / "w", "m", "1.0", "musllinux_1_2_x86_64")])
-    config = config_blob(job, layer, {}, None)
+    config = config_blob(job.arch, layer, {}, None)
     client.put_blob(repo, layer)
     client.put_blob(repo, config)
     for tag in ("3.11-alpine3.22", "3.13-alpine3.22", "3.14-alpine3.21", "latest"):

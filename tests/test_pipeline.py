@@ -201,7 +201,7 @@ def test_a_tag_in_the_projects_own_capitalisation_is_pulled(tmp_path: Path, regi
     client = RegistryClient(registry_plain.host, docker_config=str(tmp_path / "none.json"))
     wheel = make_wheel(tmp_path / "w", "PyNaCl", "1.5.0", "musllinux_1_2_x86_64")
     layer = layer_tar([wheel])
-    config = config_blob(job, layer, {}, None)
+    config = config_blob(job.arch, layer, {}, None)
     repo = job.repository.path
     client.put_blob(repo, layer)
     client.put_blob(repo, config)

@@ -104,9 +104,9 @@ def image_labels(job: Job, index_url: str, created: str | None) -> dict[str, str
     return labels
 
 
-def config_blob(job: Job, layer: bytes, labels: Mapping[str, str], created: str | None) -> bytes:
+def config_blob(arch: Arch, layer: bytes, labels: Mapping[str, str], created: str | None) -> bytes:
     config: dict[str, Any] = {
-        **platform_of(job.arch),
+        **platform_of(arch),
         "config": {"Labels": dict(labels)},
         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]},
     }

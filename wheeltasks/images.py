@@ -161,7 +161,8 @@ def _platform_manifest(
 
 
 def push_wheels(client: RegistryClient, job: Job, wheels: list[Path], *, index_url: str) -> PushResult:
-    """Publish the job's wheels: blobs, then the platform manifest, then the merged index.
+    """Publish the job's wheels: blobs, then the platform manifest (also at the legacy
+    per-arch tag), then the merged index.
 
     Each manifest is written only after everything it references is in, so an
     interrupted push never leaves a tag pointing at missing data; rerunning it
@@ -169,27 +170,42 @@ def push_wheels(client: RegistryClient, job: Job, wheels: list[Path], *, index_u
     """
     if not wheels:
         raise WheelTasksError(f"no wheels to push for {job.target}: build it first (inv build {job.target})")
-    repo = job.repository.path
+    labels = image_labels(job, index_url, wheels_created(wheels))
+    return push_platform(client, job.repository, job.tag, job.arch, wheels, labels, index_annotations(job, index_url),
+                         legacy_tag=job.legacy_tag)
+
+
+def push_platform(
+    client: RegistryClient,
+    repository: Repository,
+    tag: str,
+    arch: Arch,
+    wheels: list[Path],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    *,
+    legacy_tag: str = "",
+) -> PushResult:
+    """One platform's image of ``wheels`` (one layer) merged into the multi-platform ``tag``:
+    a job's image, or a requirements file's wheel set (``wheelset.py``)."""
+    repo = repository.path
     created = wheels_created(wheels)
-    labels = image_labels(job, index_url, created)
     layer = layer_tar(wheels)
-    config = config_blob(job, layer, labels, created)
+    config = config_blob(arch, layer, labels, created)
     uploaded = [client.put_blob(repo, blob) for blob in (layer, config)]
     sent = sum(len(blob) for blob, done in zip((layer, config), uploaded, strict=True) if done)
     manifest = image_manifest(config, layer, labels)
     digest = sha256_digest(manifest)
     written = 0
-    if client.manifest_exists(repo, digest) != digest:
-        client.put_manifest(repo, digest, OCI_MANIFEST, manifest)
-        written += 1
-    if client.manifest_exists(repo, job.legacy_tag) != digest:
-        client.put_manifest(repo, job.legacy_tag, OCI_MANIFEST, manifest)
-        written += 1
-    entry = {**descriptor(OCI_MANIFEST, manifest), "platform": platform_of(job.arch)}
-    index_digest, index_writes = _publish_index(client, repo, job, entry, index_annotations(job, index_url))
+    for ref in (digest, legacy_tag) if legacy_tag else (digest,):
+        if client.manifest_exists(repo, ref) != digest:
+            client.put_manifest(repo, ref, OCI_MANIFEST, manifest)
+            written += 1
+    entry = {**descriptor(OCI_MANIFEST, manifest), "platform": platform_of(arch)}
+    index_digest, index_writes = _publish_index(client, repository, tag, entry, annotations)
     return PushResult(
-        repository=str(job.repository),
-        tag=job.tag,
+        repository=str(repository),
+        tag=tag,
         index_digest=index_digest,
         manifest_digest=digest,
         blobs_uploaded=sum(uploaded),
@@ -200,20 +216,21 @@ def push_wheels(client: RegistryClient, job: Job, wheels: list[Path], *, index_u
 
 
 def _publish_index(
-    client: RegistryClient, repo: str, job: Job, entry: Mapping[str, Any], annotations: Mapping[str, str]
+    client: RegistryClient, repository: Repository, tag: str, entry: Mapping[str, Any], annotations: Mapping[str, str]
 ) -> tuple[str, int]:
     """Merge ``entry`` into the tag's index; re-read after writing, because another push of
     the same tag (another arch) may have replaced the index in between."""
+    repo = repository.path
     for writes in range(_INDEX_ROUNDS + 1):
-        current, entries = _entries_at(client, repo, job.tag)
+        current, entries = _entries_at(client, repo, tag)
         if any(e.get("digest") == entry["digest"] for e in entries) and current and current.media_type == OCI_INDEX:
             return current.digest, writes
         if writes == _INDEX_ROUNDS:
             break
         body = merge_index(entries, entry, annotations)
-        client.put_manifest(repo, job.tag, OCI_INDEX, body)
+        client.put_manifest(repo, tag, OCI_INDEX, body)
     raise WheelTasksError(
-        f"the index {job.image} kept changing while this push wrote it (concurrent pushes?): run the push again"
+        f"the index {repository.image(tag)} kept changing while this push wrote it (concurrent pushes?): run the push again"
     )
 
 

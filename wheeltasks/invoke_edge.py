@@ -33,7 +33,9 @@ from typing import Any, TypeVar
 
 from invoke.config import Config
 from invoke.exceptions import Exit, UnknownFileType
+from invoke.parser.argument import Argument
 from invoke.program import Program
+from invoke.tasks import Task
 from invoke.util import yaml  # type: ignore[attr-defined]  # invoke vendors PyYAML
 
 from .errors import BROKEN_PIPE, USER_ERROR
@@ -219,3 +221,37 @@ def adopt_loading_program() -> None:
     guard(program.config)
     for name in PRINTERS:
         setattr(program, name, quiet_pipe(getattr(program, name)))
+
+
+class _Targets(Argument):
+    """A task's positional targets, which a requirements file may stand in for: given
+    ``-r/--requirements FILE``, no target is needed (invoke requires every positional)."""
+
+    requirements: Argument | None = None
+
+    @property
+    def value(self) -> Any:
+        if self._value is None and self.requirements is not None and self.requirements.value:
+            return ""
+        return self._value if self._value is not None else self.default
+
+    @value.setter
+    def value(self, arg: str) -> None:
+        self.set_value(arg, cast=True)
+
+
+class TargetsTask(Task[Any]):
+    """A task whose ``requirements`` flag is also ``-r``, and whose ``targets`` may be left
+    out when it is given."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        args = super().get_arguments(ignore_unknown_help)
+        by_name = {a.name: a for a in args}
+        targets, requirements = by_name.get("targets"), by_name.get("requirements")
+        if targets is None or requirements is None:
+            return args
+        optional = _Targets(names=targets.names, kind=targets.kind, default=targets.default, help=targets.help,
+                            positional=True, attr_name=targets.attr_name)
+        optional.requirements = requirements
+        requirements.names = (*requirements.names, "r")
+        return [optional if a is targets else a for a in args]

@@ -11,10 +11,12 @@ import dataclasses
 import functools
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from packaging.version import Version
 
+from . import requirements as requirements_mod
 from . import sources
 from .errors import WheelTasksError
 from .job import Job, Mode, make_job
@@ -43,6 +45,21 @@ DEFAULT_SETS = ("all", "core")
 COMMAND_TARGETS = ("check", "update")
 
 
+@dataclass(frozen=True)
+class WheelSet:
+    """A requirements file's closure on one Python, platform and kind, as the plan's jobs."""
+
+    file: Path
+    python: str
+    arch: Arch
+    kind: Kind
+    jobs: tuple[Job, ...]  # dependencies first
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(job.module for job in self.jobs)
+
+
 class VersionSource(Protocol):
     """What the planner needs of a package index (wheeltasks.index.IndexClient)."""
 
@@ -59,6 +76,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     # Jobs of the core modules (``all``, ``core``): they run before every other job.
     core: frozenset[tuple[str, str, Kind]] = frozenset()
+    # The requirements files' closures (-r FILE), each Python and platform: their wheel sets.
+    sets: tuple[WheelSet, ...] = ()
 
     def waits_for(self, job: Job) -> tuple[Job, ...]:
         """The jobs that must finish before ``job`` starts: its dependencies, the job whose
@@ -291,8 +310,13 @@ def resolve(
     router: Callable[[str], Route] | None = None,
     newest: Callable[[], str] | None = None,
     pin: Callable[[Iterable[tuple[str, Arch]]], Mapping[tuple[str, Arch], str]] | None = None,
+    requirements: Sequence[Path] = (),
 ) -> Plan:
     """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
+
+    ``requirements`` (-r FILE), beside or instead of targets: each file's closure as pip
+    resolves it for each platform and the Python of targets without one (requirements.py),
+    every distribution a job at its resolved version, after the distributions it needs.
 
     ``router`` gives each platform's builder and node (buildx.router); without one, jobs
     build on buildx's default builder and "native" means this machine's CPU. ``newest``
@@ -302,7 +326,7 @@ def resolve(
     """
     listing = functools.cache(recipes_in)  # each recipe folder listed once per plan
     is_ssl = ssl_modules(settings, listing)
-    targets, default_set = parse_targets(settings, texts, is_ssl)
+    targets, default_set = parse_targets(settings, texts, is_ssl) if split_targets(texts) or not requirements else ([], False)
     kinds = (Kind.SHARED, Kind.NO_SHARED) if both or default_set else settings.kinds
     notes: list[str] = []
 
@@ -315,7 +339,18 @@ def resolve(
         return tuple(parse_target(t) for t in recipe_of(module, ssl).depends)
 
     newest_once = functools.cache(newest or (lambda: settings.newest_default_python))
-    wants = _ordered(_expand(settings, targets, kinds, notes, depends_of, is_ssl, newest_once))
+    wants = _expand(settings, targets, kinds, notes, depends_of, is_ssl, newest_once)
+    closures = [
+        (path, closure)
+        for path in requirements
+        for closure in requirements_mod.resolve_file(settings, path, (newest_once(),), settings.arch_list)
+    ]
+    set_wants = [
+        (path, closure, kind, _closure_wants(settings, closure, kind, notes, is_ssl))
+        for path, closure in closures
+        for kind in kinds
+    ]
+    wants = _ordered([*wants, *(want for *_, of_set in set_wants for want in of_set)])
     versions = _versions(index, wants)
 
     def version_of(want: _Want) -> Version:
@@ -355,7 +390,28 @@ def resolve(
         )
         made[want.key] = jobs.setdefault(job.key, job)
     core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))
-    return Plan(sources.decide(settings, tuple(jobs.values()), index.files), tuple(dict.fromkeys(notes)), core)
+    decided = {job.key: job for job in sources.decide(settings, tuple(jobs.values()), index.files)}
+    sets = tuple(
+        WheelSet(path, closure.python, closure.arch, kind, tuple(decided[made[w.key].key] for w in of_set))
+        for path, closure, kind, of_set in set_wants
+    )
+    return Plan(tuple(decided.values()), tuple(dict.fromkeys(notes)), core, sets)
+
+
+def _closure_wants(
+    settings: Settings, closure: requirements_mod.Closure, kind: Kind, notes: list[str], is_ssl: SslModule
+) -> list[_Want]:
+    """A closure's wants for one kind, each after (and with) the wants of those it needs."""
+    made: dict[str, _Want] = {}
+    for pinned in closure.pinned:  # dependencies first: a need not made yet closes a cycle
+        ssl = implied_ssl(None, is_ssl(pinned.name))
+        if ssl is not None and settings.excluded(closure.arch, ssl):
+            notes.append(f"skipped {pinned.name} on {closure.arch.name}: {closure.arch.name}:{ssl.value} is excluded "
+                         "(setting EXCLUDE)")
+            continue
+        depends = tuple(made[name] for name in pinned.needs if name in made)
+        made[pinned.name] = _Want(pinned.name, ssl, pinned.version, closure.python, closure.arch, kind, depends)
+    return list(made.values())
 
 
 def _core_names(settings: Settings) -> frozenset[str]:

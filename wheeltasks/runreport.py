@@ -78,6 +78,8 @@ class RunReport:
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
     manifests_written: int = 0
+    # The requirements files' wheel set images pushed: {"image": ..., "platforms": [...]}.
+    wheel_sets: list[dict[str, Any]] = field(default_factory=list)
 
     def with_outcome(self, outcome: Outcome) -> list[str]:
         return [r.job.target for r in self.results if r.outcome is outcome]
@@ -129,6 +131,7 @@ class RunReport:
             "blobs_uploaded": self.blobs_uploaded,
             "bytes_uploaded": self.bytes_uploaded,
             "manifests_written": self.manifests_written,
+            "wheel_sets": self.wheel_sets,
             "jobs": [r.to_json() for r in self.results],
         }
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from . import console
+from . import console, wheelset
 from . import running as running_module
 from .errors import WheelTasksError
 from .flow import Outcome
@@ -22,7 +22,7 @@ from .job import Job
 from .plan import Plan
 from .runreport import REPORT_FILE, JobResult, RunReport, publish
 from .settings import Settings
-from .steps import BY_NAME, Context, Step
+from .steps import BY_NAME, PUSH, Context, Step
 
 
 class Runner:
@@ -48,6 +48,7 @@ class Runner:
         self.context = Context(settings, self.report)
         self._lock = threading.Lock()
         self._results: dict[tuple[object, ...], JobResult] = {}
+        self._steps: tuple[str, ...] = ()
 
     def run_job(self, job: Job, steps: Sequence[str], n: int) -> JobResult:
         result = JobResult(job)
@@ -93,6 +94,7 @@ class Runner:
         further signals held off until that is done, so a second Ctrl-C cannot skip it.
         """
         running_module.reset()
+        self._steps = tuple(steps)
         try:
             if width <= 1:
                 return self._run_in_order(steps)
@@ -191,6 +193,8 @@ class Runner:
         return lines
 
     def _finish(self, first_error: WheelTasksError | None) -> None:
+        if PUSH.name in self._steps and self.plan.sets:
+            first_error = self._push_sets() or first_error
         publish(self.settings, self.report, table=len(self.plan.jobs) > 1 or first_error is not None,
                 as_json=self.json_report)
         if first_error is None:
@@ -203,3 +207,29 @@ class Runner:
             f"{len(failures)} of {len(self.plan.jobs)} job(s) did not finish (first: {failures[0].job.target}); "
             f"see the table above and {self.settings.work_dir / REPORT_FILE}"
         )
+
+    def _push_sets(self) -> WheelTasksError | None:
+        """The requirements files' wheel sets (wheelset.py), each platform whose jobs all
+        ended well; the first error, if any (the run's exit code is then that error's)."""
+        failed = [r.job.key for r in self.report.results if r.failed]
+        error: WheelTasksError | None = None
+        for image in wheelset.set_images(self.settings, self.plan.sets):
+            pushed: list[str] = []
+            for one in image.sets:
+                if not wheelset.ended_well(one, failed):
+                    console.note(f"{image.image(self.settings)}: no {one.arch.name} image, a job of its set failed")
+                    continue
+                try:
+                    done = wheelset.push_set(self.context.registry, self.settings, image, one)
+                except WheelTasksError as exc:
+                    console.note(f"{image.image(self.settings)} on {one.arch.name}: {exc}")
+                    error = error or exc
+                    continue
+                self.report.blobs_uploaded += done.blobs_uploaded
+                self.report.bytes_uploaded += done.bytes_uploaded
+                self.report.manifests_written += done.manifests_written
+                pushed.append(one.arch.platform)
+            if pushed:
+                self.report.wheel_sets.append({"image": image.image(self.settings), "platforms": pushed})
+                console.note(f"wheel set {image.image(self.settings)}: {', '.join(pushed)}")
+        return error

@@ -14,6 +14,7 @@ import difflib
 import enum
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,7 @@ class Settings:
     cross: Cross = Cross.AUTO
     reuse: Reuse = Reuse.AUTO
     test_command: str = ""
+    image_tag: str = ""
     # How many jobs run at once (0: the build engine's CPU count), and on which builders.
     jobs: int = 0
     builders: tuple[str, ...] = ()
@@ -314,10 +316,14 @@ class Option:
         return str(default) if str(default) else "unset"
 
 
+# A Docker tag, with room left for the "-py<python>" a wheel set's tag ends in.
+IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
 _P = Part
 OPTIONS: tuple[Option, ...] = (
     Option("do_push", "push the built wheel images to WHEELS_REGISTRY", (_P.PUSH,), flag_name="push"),
     Option("no_build", "build nothing; use what earlier builds left in the work folder", (_P.BUILD,)),
+    Option("image_tag", "tag of a requirements file's wheel set image (-r FILE), as <tag>-py<python>",
+           (_P.PLAN,), default_text="requirements-<hash of the resolved set>"),
     Option("noop", "dry run: resolve and print the plan and the commands; build and push nothing", (_P.RUN,)),
     Option("no_self_pull", "do not pull an existing image of the very target (which would make its build unnecessary)",
            (_P.PULL,)),
@@ -456,6 +462,11 @@ def _validate(settings: Settings) -> None:
     for repo in (settings.shared_repo, settings.no_shared_repo):
         if not is_repository_path(repo):
             raise WheelTasksError(f"repository name {repo!r} must be lower-case letters, digits and . _ - (SHARED_REPO/NO_SHARED_REPO)")
+    if settings.image_tag and not IMAGE_TAG.fullmatch(settings.image_tag):
+        raise WheelTasksError(
+            f"IMAGE_TAG {settings.image_tag!r} is not a Docker tag: letters, digits, '_', '.' and '-', at most 100, "
+            "not starting with '.' or '-'"
+        )
     check_alpine_version(settings.alpine_version)
     check_builder_image(settings.builder_image, settings.alpine_version)
     if not settings.python_versions:

@@ -6,18 +6,23 @@ multi-platform: one line serves every arch), then the final stage: ``COPY --from
 asked for, pinned. Each image holds its dependencies' wheels too (see images.py), so only
 the tags no other job of the plan was planned for are copied. A final stage has one Python:
 with several, one block per Python, each final stage named ``py<python>``.
+
+For a requirements file (``-r FILE``): its wheel set image (wheelset.py) is the one stage
+copied, and pip installs the file itself from it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from packaging.version import Version
 
 from .errors import WheelTasksError
 from .job import Job
-from .settings import Kind
+from .settings import Kind, Settings
+from .wheelset import SetImage
 
 _STAGE_BAD = re.compile(r"[^a-z0-9_.-]+")
 
@@ -90,5 +95,29 @@ def dockerfile_lines(jobs: Sequence[Job], wanted: Collection[str]) -> str:
         name = f"py{python}" if len(pythons) > 1 else ""
         blocks.append(_block([j for j in jobs if j.python == python], python, wanted, name))
     if len(pythons) > 1:
+        blocks[0].insert(0, "# One final stage per Python: build one with docker build --target py<python>.")
+    return "\n\n".join("\n".join(block) for block in blocks) + "\n"
+
+
+def wheel_set_lines(settings: Settings, images: Sequence[SetImage], file: Path) -> str:
+    """The snippet of a requirements file: its wheel set image, then pip installs the file."""
+    if not images:
+        raise WheelTasksError(f"{file} resolves to no job (every arch excluded?): nothing to use")
+    _check_one_kind([job for image in images for one in image.sets for job in one.jobs])
+    blocks: list[list[str]] = []
+    for image in sorted(images, key=lambda i: Version(i.python)):
+        name = f"py{image.python}" if len(images) > 1 else ""
+        platforms = " ".join(one.arch.platform for one in image.sets)
+        stage = stage_name(image.tag)
+        blocks.append([
+            f"# Every wheel {file.name} needs, for Python {image.python}, built for {platforms}",
+            f"FROM --platform=$TARGETPLATFORM {image.image(settings)} AS {stage}",
+            "",
+            f"FROM python:{image.python}-alpine{f' AS {name}' if name else ''}",
+            f"COPY --from={stage} / /wheels/",
+            f"COPY {file.name} /tmp/{file.name}",
+            f"RUN pip install --no-index --find-links /wheels -r /tmp/{file.name}",
+        ])
+    if len(images) > 1:
         blocks[0].insert(0, "# One final stage per Python: build one with docker build --target py<python>.")
     return "\n\n".join("\n".join(block) for block in blocks) + "\n"

@@ -12,6 +12,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from invoke.collection import Collection
@@ -19,12 +20,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, buildx, console, enginereport, engines, pipeline, running, simpleindex, snippet, steps
+from . import builders, buildx, console, enginereport, engines, pipeline, running, simpleindex, snippet, steps, wheelset
 from . import check as check_mod
 from .errors import INTERRUPTED, Stopped, WheelTasksError
 from .index import IndexClient
 from .indexcache import clear_cache
-from .invoke_edge import closed_pipe
+from .invoke_edge import TargetsTask, closed_pipe
 from .plan import Plan, parse_targets, resolve, ssl_modules
 from .runreport import RunReport, print_plan
 from .settings import Option, Part, Settings, options_read_by
@@ -116,7 +117,7 @@ def wheel_task(func: Callable[..., Any], name: str) -> Task[Any]:
     body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     help_ = {o.flag: flag_help(o) for o in options}
     help_.update(getattr(func, "_help", {}))
-    made: Task[Any] = task(name=name, auto_shortflags=False, help=help_)(body)
+    made: Task[Any] = task(name=name, auto_shortflags=False, help=help_, klass=TargetsTask)(body)
     return made
 
 
@@ -134,11 +135,16 @@ def switch_flags() -> frozenset[str]:
 
 
 def value_flags() -> frozenset[str]:
-    """Every task flag that needs a value, with dashes."""
-    return frozenset(f"--{o.flag.replace('_', '-')}" for name in GROUPS for o in _flag_options(name) if not o.is_switch)
+    """Every task flag that needs a value, with dashes (the settings' and the requirements file's)."""
+    settings = {f"--{o.flag.replace('_', '-')}" for name in GROUPS for o in _flag_options(name) if not o.is_switch}
+    return frozenset({*settings, "--requirements", "-r"})
 
 
-TARGETS_HELP = "one or more targets: 'a b', a,b (or, with the wheeltasks command, a b c)"
+TARGETS_HELP = "one or more targets: 'a b', a,b (or, with the wheeltasks command, a b c); none with -r FILE"
+REQUIREMENTS_HELP = (
+    "a pip requirements file: every distribution it needs on each arch (resolved by pip for that arch and "
+    "Python) becomes a job, beside the targets"
+)
 
 
 def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route] | None:
@@ -160,24 +166,27 @@ def plan_for(
     both: bool = False,
     build: bool = True,
     route: bool = True,
+    requirements: str = "",
 ) -> Plan:
-    """The plan of the targets; ``build``: the run builds (no engine is an error then);
-    ``route``: the steps need to know where a job builds (pull-existing, export and push
-    do not: they run without an engine or buildx, and without asking for them)."""
+    """The plan of the targets (and of a requirements file's closure, -r FILE); ``build``:
+    the run builds (no engine is an error then); ``route``: the steps need to know where a
+    job builds (pull-existing, export and push do not: they run without an engine or buildx,
+    and without asking for them)."""
     texts = [targets] if isinstance(targets, str) else list(targets)
     router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
                    newest=lambda: builders.newest_builder_python(settings),
-                   pin=lambda wanted: builders.pin_all(settings, wanted))
+                   pin=lambda wanted: builders.pin_all(settings, wanted),
+                   requirements=[Path(requirements)] if requirements else [])
     for message in plan.notes:
         console.note(message)
     return plan
 
 
-@helps(targets=TARGETS_HELP, json="print the plan as a JSON array")
-def _resolve(settings: Settings, targets: str, json: bool = False) -> None:
-    """Show the ordered jobs the targets resolve to (versions from the index)."""
-    plan = plan_for(settings, targets, build=False)
+@helps(targets=TARGETS_HELP, requirements=REQUIREMENTS_HELP, json="print the plan as a JSON array")
+def _resolve(settings: Settings, targets: str, requirements: str = "", json: bool = False) -> None:
+    """Show the ordered jobs the targets (or -r FILE) resolve to (versions from the index)."""
+    plan = plan_for(settings, targets, build=False, requirements=requirements)
     if json:
         console.emit_json([job.to_json() for job in plan.jobs])
     else:
@@ -250,10 +259,10 @@ def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None
     run_step(settings, targets, PULL_EXISTING, json)
 
 
-@helps(targets=TARGETS_HELP, json=REPORT_HELP)
-def _build(settings: Settings, targets: str, json: bool = False) -> None:
-    """Build the targets' wheels: pull-existing, build, repair, export (and push with --push)."""
-    run_plan(settings, plan_for(settings, targets), None, json)
+@helps(targets=TARGETS_HELP, requirements=REQUIREMENTS_HELP, json=REPORT_HELP)
+def _build(settings: Settings, targets: str, requirements: str = "", json: bool = False) -> None:
+    """Build the targets' wheels (or -r FILE's): pull-existing, build, repair, export (and push with --push)."""
+    run_plan(settings, plan_for(settings, targets, requirements=requirements), None, json)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
@@ -310,13 +319,19 @@ def _index(settings: Settings) -> None:
     )
 
 
-@helps(targets=TARGETS_HELP)
-def _snippet(settings: Settings, targets: str) -> None:
-    """Print the Dockerfile lines that install the targets' published wheel images."""
+@helps(targets=TARGETS_HELP, requirements="a pip requirements file: the lines that use its wheel set image")
+def _snippet(settings: Settings, targets: str, requirements: str = "") -> None:
+    """Print the Dockerfile lines that install the targets' published wheel images (or -r FILE's wheel set)."""
     if not settings.wheels_registry:
         raise WheelTasksError(
             "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me) to the one the images are pushed to"
         )
+    if requirements:
+        if targets:
+            raise WheelTasksError("a snippet is of targets or of -r FILE, not both")
+        plan = plan_for(settings, targets, build=False, route=False, requirements=requirements)
+        print(snippet.wheel_set_lines(settings, wheelset.set_images(settings, plan.sets), Path(requirements)), end="")
+        return
     plan = plan_for(settings, targets, build=False, route=False)
     wanted = {t.module for t in parse_targets(settings, [targets], ssl_modules(settings))[0]}
     print(snippet.dockerfile_lines(plan.jobs, wanted), end="")
