@@ -36,6 +36,8 @@ class Case:
     # The index answered a look-up before the error: its page may be cached. Every other
     # case writes nothing at all, not even an empty cache file.
     looked_up: bool = False
+    # Files the project holds (a requirements file), by name.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 CASES = [
@@ -169,6 +171,21 @@ CASES = [
          env={"INDEX_BASE_URL": f"https://me:{SECRET}@host/w"}),
     Case("index-dir-file", ("index", "--index-dir", "afile"), "INDEX_DIR="),
     Case("snippet-no-registry", ("snippet", "wtplain"), "no registry configured: set WHEELS_REGISTRY"),
+    # -r FILE: pip's resolver, for the target (no engine: a plan needs none)
+    Case("requirements-missing", ("resolve", "-r", "nope.txt"), "requirements file nope.txt does not exist"),
+    Case("requirements-folder", ("resolve", "--requirements", "sub"), "requirements file sub is not a file",
+         special="dir:sub"),
+    Case("requirements-bad-line", ("resolve", "-r", "req.txt"), "(from line 2 of ",
+         files={"req.txt": "wtzlib\nwtzlib ==\n"}, looked_up=True),
+    Case("requirements-no-version-for-python", ("build", "-r", "req.txt"),
+         "Package 'wtabi' requires a different Python: 3.10.0 not in", env={"PYTHON_VERSIONS": "3.10"},
+         files={"req.txt": "wtabi\n"}, looked_up=True),
+    Case("requirements-conflict", ("resolve", "-r", "req.txt"), "conflicting dependencies",
+         files={"req.txt": "wtzlib==1.0.0\nwtzlib>1.0.0\n"}, looked_up=True),
+    Case("requirements-index-gone", ("resolve", "-r", "req.txt"), "the index could not be reached", code=4,
+         env={"PYPI_INDEX": "http://127.0.0.1:9/simple/"}, files={"req.txt": "wtzlib\n"}, looked_up=True),
+    Case("requirements-and-targets-snippet", ("snippet", "wtplain", "-r", "req.txt"), "not both",
+         env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}, files={"req.txt": "wtzlib\n"}),
 ]
 
 
@@ -206,6 +223,8 @@ def test_bad_input(case: Case, cli: str, tmp_path: Path, base_env: dict[str, str
             os.mkfifo(project / name)
         else:
             (project / name).mkdir()
+    for name, text in case.files.items():
+        (project / name).write_text(text)
     before = sorted(p.name for p in project.iterdir())
     cache = tmp_path / "cache"
     env = {**base_env, "WHEELTASKS_CACHE_DIR": str(cache), **case.env}

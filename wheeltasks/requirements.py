@@ -114,12 +114,27 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 def _failure(path: Path, arch: Arch, python: str, stderr: str) -> WheelTasksError:
     """pip's errors as one line: the index unreachable is a remote failure, the rest the user's."""
-    errors = [line.removeprefix("ERROR: ").strip() for line in stderr.splitlines() if line.startswith("ERROR:")]
-    said = "; ".join(errors[:2]) or (stderr.strip().splitlines() or ["pip failed"])[-1]
+    said = "; ".join(_errors(stderr)[:2]) or (stderr.strip().splitlines() or ["pip failed"])[-1]
     where = f"{path} for Python {python} on {arch.name}"
     if _REMOTE_SIGNS.search(stderr):
         return RemoteError(f"resolving {where}: the index could not be reached or refused: {redact(said)}")
     return WheelTasksError(f"resolving {where}: {redact(said)}")
+
+
+_FROM_LINE = re.compile(r"\(from line \d+ of [^)]*\)")
+
+
+def _errors(stderr: str) -> list[str]:
+    """pip's ERROR lines, each with where in the file it is (pip says it on a line below)."""
+    errors: list[str] = []
+    for line in stderr.splitlines():
+        if line.startswith("ERROR:"):
+            errors.append(line.removeprefix("ERROR:").strip())
+        elif errors and line[:1].isspace():
+            where = _FROM_LINE.search(line)
+            if where and where[0] not in errors[-1]:
+                errors[-1] += " " + where[0]
+    return errors
 
 
 def closure_of(report: Mapping[str, Any], arch: Arch, python: str) -> tuple[Pinned, ...]:
