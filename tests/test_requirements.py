@@ -108,3 +108,14 @@ def test_the_plan_has_a_job_per_distribution_after_those_it_needs_and_a_wheel_se
     text = snippet.wheel_set_lines(settings, [image], requirements_file)
     assert f"FROM --platform=$TARGETPLATFORM {image.image(settings)} AS " in text
     assert "RUN pip install --no-index --find-links /wheels -r /tmp/requirements.txt" in text
+
+
+def test_constraints_and_the_files_own_index_url_are_pips_to_read(tmp_path: Path, index_server: str) -> None:
+    (tmp_path / "constraints.txt").write_text("wtturn==1.0.0\n")
+    (tmp_path / "more.txt").write_text("wtzlib\n")
+    path = tmp_path / "requirements.txt"
+    path.write_text(f"--index-url {index_server}\n-c constraints.txt\n-r more.txt\nwtturn\n")
+    # PYPI_INDEX answers nothing: the file's own --index-url line is the one pip reads.
+    settings = make_settings(tmp_path, env={"PYPI_INDEX": "http://127.0.0.1:9/simple/"})
+    (closure,) = resolve_file(settings, path, ["3.11"], [ARM64])
+    assert {(p.name, str(p.version)) for p in closure.pinned} == {("wtturn", "1.0.0"), ("wtzlib", "1.0.0")}

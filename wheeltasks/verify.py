@@ -25,10 +25,6 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from auditwheel.architecture import Architecture  # type: ignore[import-untyped]
-from auditwheel.error import AuditwheelError, NonPlatformWheelError  # type: ignore[import-untyped]
-from auditwheel.libc import Libc  # type: ignore[import-untyped]
-from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import ARMAttributesSection
@@ -127,6 +123,12 @@ def libc_exclude(arch: Arch) -> frozenset[str]:
 
 def abi_problem(job: Job, wheel: Path) -> str | None:
     """What auditwheel finds wrong with a platform wheel's ELF files for this job, or None."""
+    # Imported here: a tenth of a second of every command's start-up, for the runs that verify.
+    from auditwheel.architecture import Architecture  # type: ignore[import-untyped]
+    from auditwheel.error import AuditwheelError, NonPlatformWheelError  # type: ignore[import-untyped]
+    from auditwheel.libc import Libc  # type: ignore[import-untyped]
+    from auditwheel.wheel_abi import analyze_wheel_abi  # type: ignore[import-untyped]
+
     machine = job.arch.auditwheel_machine
     try:
         architecture: Architecture | None = Architecture(machine)
