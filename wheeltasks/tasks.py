@@ -262,7 +262,20 @@ def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None
 @helps(targets=TARGETS_HELP, requirements=REQUIREMENTS_HELP, json=REPORT_HELP)
 def _build(settings: Settings, targets: str, requirements: str = "", json: bool = False) -> None:
     """Build the targets' wheels (or -r FILE's): pull-existing, build, repair, export (and push with --push)."""
-    run_plan(settings, plan_for(settings, targets, requirements=requirements), None, json)
+    plan = plan_for(settings, targets, requirements=requirements)
+    run_plan(settings, plan, None, json)
+    if requirements and not settings.noop:
+        _requirements_done(settings, plan, Path(requirements))
+
+
+def _requirements_done(settings: Settings, plan: Plan, file: Path) -> None:
+    """After a run of -r FILE that ended well: the index of wheels/ (as `inv index`) and,
+    where the wheel set was pushed, the Dockerfile lines that use it (as `inv snippet -r`)."""
+    _index(settings)
+    if settings.do_push and plan.sets:
+        console.note(f"the Dockerfile lines for {file.name} (`inv snippet -r {file}` prints them again):")
+        print(snippet.wheel_set_lines(settings, wheelset.set_images(settings, plan.sets), file), end="",
+              file=sys.stderr)
 
 
 @helps(targets=TARGETS_HELP, json=REPORT_HELP)
