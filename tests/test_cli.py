@@ -215,3 +215,16 @@ def test_each_task_offers_only_its_own_flags(tmp_path: Path) -> None:
     build = run(inv("-r", str(ROOT), "--help", "build"), tmp_path, dict(os.environ)).stdout
     assert "--push " in build and "[DO_PUSH; default: off]" in " ".join(build.split())
     assert "--clean-cache" in build and "--registry-password" not in build
+
+
+@pytest.mark.parametrize("command", ["inv", "wheeltasks"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_after_a_task_is_the_tasks_help(tmp_path: Path, cli_env: dict[str, str], command: str, flag: str) -> None:
+    """`build --help` shows build's help (invoke would take the word for a missing target),
+    -r/--requirements among its flags."""
+    (tmp_path / "tasks.py").write_text("from wheeltasks import ns\n")
+    args = inv("build", flag) if command == "inv" else [sys.executable, "-m", "wheeltasks", "build", flag]
+    done = run(args, tmp_path, cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "Build the targets' wheels" in done.stdout
+    assert "-r STRING, --requirements=STRING" in done.stdout

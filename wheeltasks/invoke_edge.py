@@ -199,6 +199,18 @@ def quiet_pipe(printer: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def help_after_task(program: Program) -> None:
+    """``inv build --help`` as ``inv --help build``: the task's help. invoke gives the word
+    after a task with a positional still missing (its targets) to that positional, so
+    ``--help`` there would be taken for a target."""
+    words = list(program.core.unparsed)
+    if len(words) > 1 and not words[0].startswith("-"):
+        flags = words[1:words.index("--")] if "--" in words else words[1:]
+        if "--help" in flags or "-h" in flags:
+            program.args.help.value = words[0]
+            program.core.unparsed = []
+
+
 def loading_program(frame: FrameType | None) -> Program | None:
     """The invoke Program whose ``load_collection`` is on the stack (importing ``tasks.py``)."""
     while frame is not None:
@@ -219,6 +231,7 @@ def adopt_loading_program() -> None:
     if program is None or getattr(program, "safe_config", False):
         return
     guard(program.config)
+    help_after_task(program)
     for name in PRINTERS:
         setattr(program, name, quiet_pipe(getattr(program, name)))
 

@@ -109,6 +109,7 @@ class WheelTasksProgram(Program):
         self.config.load_project()  # checked first (invoke_edge.guard)
 
     def parse_tasks(self) -> None:
+        invoke_edge.help_after_task(self)
         try:
             super().parse_tasks()
         except ParseError as exc:
