@@ -119,3 +119,15 @@ def test_constraints_and_the_files_own_index_url_are_pips_to_read(tmp_path: Path
     settings = make_settings(tmp_path, env={"PYPI_INDEX": "http://127.0.0.1:9/simple/"})
     (closure,) = resolve_file(settings, path, ["3.11"], [ARM64])
     assert {(p.name, str(p.version)) for p in closure.pinned} == {("wtturn", "1.0.0"), ("wtzlib", "1.0.0")}
+
+
+def test_requirements_pythons_names_the_pythons_of_the_file(
+    tmp_path: Path, index_server: str, requirements_file: Path
+) -> None:
+    settings = make_settings(tmp_path, env={"PYPI_INDEX": index_server, "ARCHES": "amd64",
+                                            "REQUIREMENTS_PYTHONS": "3.10 3.11", "WHEELS_REGISTRY": "127.0.0.1:9/me"})
+    plan = resolve(settings, [], IndexClient(settings), requirements=[requirements_file])
+    assert {(s.python, s.names) for s in plan.sets} == {("3.10", ("wtzlib", "wtdep")),
+                                                         ("3.11", ("wtabi", "wtzlib", "wtdep"))}
+    tags = sorted(image.tag for image in wheelset.set_images(settings, plan.sets))
+    assert [tag.rpartition("-")[2] for tag in tags] == ["py3.10", "py3.11"]

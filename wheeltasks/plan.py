@@ -315,7 +315,8 @@ def resolve(
     """The ordered jobs of the targets; ``both`` (and ``all``/``core``) plans both kinds.
 
     ``requirements`` (-r FILE), beside or instead of targets: each file's closure as pip
-    resolves it for each platform and the Python of targets without one (requirements.py),
+    resolves it for each platform and REQUIREMENTS_PYTHONS (else the Python of targets
+    without one; requirements.py),
     every distribution a job at its resolved version, after the distributions it needs.
 
     ``router`` gives each platform's builder and node (buildx.router); without one, jobs
@@ -343,7 +344,8 @@ def resolve(
     closures = [
         (path, closure)
         for path in requirements
-        for closure in requirements_mod.resolve_file(settings, path, (newest_once(),), settings.arch_list)
+        for closure in requirements_mod.resolve_file(settings, path, settings.requirements_pythons or (newest_once(),),
+                                                     settings.arch_list)
     ]
     set_wants = [
         (path, closure, kind, _closure_wants(settings, closure, kind, notes, is_ssl))

@@ -139,6 +139,7 @@ class Settings:
     modules: tuple[str, ...] = DEFAULT_MODULES
     core_modules: tuple[str, ...] = DEFAULT_CORE_MODULES
     python_versions: tuple[str, ...] = DEFAULT_PYTHONS
+    requirements_pythons: tuple[str, ...] = ()
     arches: tuple[str, ...] = ARCH_NAMES
     ssl_modules: tuple[str, ...] = ("cryptography",)
     # arch:ssl pairs that are never built.
@@ -245,6 +246,7 @@ class Settings:
             cache_dir=settings.cache_dir.expanduser(),
             arches=tuple(a.name for a in settings.arch_list),  # validates and canonicalises
             python_versions=tuple(check_python(p, "PYTHON_VERSIONS") for p in settings.python_versions),
+            requirements_pythons=tuple(check_python(p, "REQUIREMENTS_PYTHONS") for p in settings.requirements_pythons),
             wheels_registry=settings.wheels_registry.strip().strip("/"),
         )
         _validate(settings)
@@ -387,6 +389,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("core_modules", "the modules of core (built first: others depend on them)", (_P.PLAN, _P.CHECK)),
     Option("python_versions", "default Python versions (oldest first; the newest is the default Python)",
            (_P.PLAN, _P.CHECK)),
+    Option("requirements_pythons", "the Pythons a requirements file (-r FILE) is resolved and built for", (_P.PLAN,),
+           default_text="the Python of a target without one"),
     Option("arches", "architectures of a target without one", (_P.PLAN, _P.ENGINES)),
     Option("ssl_modules", "modules that link an SSL library (they take -openssl/-libressl)", (_P.PLAN, _P.CHECK)),
     Option("exclude", "arch:ssl pairs that are never built", (_P.PLAN,)),
