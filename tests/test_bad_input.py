@@ -184,6 +184,9 @@ CASES = [
          files={"req.txt": "wtzlib==1.0.0\nwtzlib>1.0.0\n"}, looked_up=True),
     Case("requirements-index-gone", ("resolve", "-r", "req.txt"), "the index could not be reached", code=4,
          env={"PYPI_INDEX": "http://127.0.0.1:9/simple/"}, files={"req.txt": "wtzlib\n"}, looked_up=True),
+    Case("requirements-index-gone-credentials", ("resolve", "-r", "req.txt"), "the index could not be reached", code=4,
+         env={"PYPI_INDEX": f"http://me:{SECRET}@127.0.0.1:9/simple/"}, files={"req.txt": "wtzlib\n"},
+         looked_up=True),
     Case("requirements-and-targets-snippet", ("snippet", "wtplain", "-r", "req.txt"), "not both",
          env={"WHEELS_REGISTRY": "127.0.0.1:9/me"}, files={"req.txt": "wtzlib\n"}),
 ]

@@ -41,12 +41,12 @@ class SetImage:
 
 
 def set_images(settings: Settings, sets: Iterable[WheelSet]) -> list[SetImage]:
-    """The plan's wheel sets by Python and kind, each with its tag."""
-    grouped: dict[tuple[str, Kind], list[WheelSet]] = {}
+    """The plan's wheel sets by file, Python and kind, each with its tag."""
+    grouped: dict[tuple[Path, str, Kind], list[WheelSet]] = {}
     for one in sets:
-        grouped.setdefault((one.python, one.kind), []).append(one)
+        grouped.setdefault((one.file, one.python, one.kind), []).append(one)
     images = []
-    for (python, kind), of_python in grouped.items():
+    for (_, python, kind), of_python in grouped.items():
         if settings.image_tag:
             base = settings.image_tag
         else:
