@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
 
 
 def _unsupported(why: object) -> int:
-    print(f"wheeltasks: this pip cannot be run as the target ({why}); pip 23.1 to 26 can", file=sys.stderr)
+    print(f"wheeltasks: this pip cannot be run as the target ({why}); wheeltasks is tested with pip 26", file=sys.stderr)
     return UNSUPPORTED
 
 
