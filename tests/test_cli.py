@@ -228,3 +228,39 @@ def test_help_after_a_task_is_the_tasks_help(tmp_path: Path, cli_env: dict[str, 
     assert done.returncode == 0, done.stderr
     assert "Build the targets' wheels" in done.stdout
     assert "-r STRING, --requirements=STRING" in done.stdout
+
+
+# What the tasks' help and a plan must not import (issue 19: `--help` in 0.3 s, a warm plan
+# of `all` in 1 s; bench/bench_plan.py measures them): the modules that talk to engines,
+# registries and ELF files, and requests-cache's backends for other databases.
+NOT_FOR_HELP = {"requests", "requests_cache", "docker", "elftools", "auditwheel"}
+NOT_FOR_A_PLAN = {"elftools", "auditwheel", "boto3", "botocore"}
+# Runs a module as `python -m` does and writes the names of the modules loaded by its exit.
+PROBE = (
+    "import atexit, json, os, runpy, sys\n"
+    "atexit.register(lambda: open(os.environ['WT_MODULES'], 'w').write(json.dumps(sorted(sys.modules))))\n"
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)\n"
+)
+
+
+def imported(args: list[str], cwd: Path, env: dict[str, str]) -> set[str]:
+    """The top-level packages ``python -m <args>`` had imported when it ended (it must succeed)."""
+    listing = cwd / "modules.json"
+    done = run([sys.executable, "-c", PROBE, *args], cwd, {**env, "WT_MODULES": str(listing)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {name.split(".")[0] for name in json.loads(listing.read_text())}
+
+
+def test_help_imports_none_of_the_working_modules(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    names = imported(["wheeltasks", "--help"], tmp_path, cli_env)
+    assert "invoke" in names and not names & NOT_FOR_HELP, sorted(names & NOT_FOR_HELP)
+    names = imported(["invoke", "-r", str(ROOT), "--list"], tmp_path, cli_env)
+    assert "wheeltasks" in names and not names & NOT_FOR_HELP, sorted(names & NOT_FOR_HELP)
+
+
+def test_a_plan_imports_no_elf_reader_nor_other_cache_backends(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """`resolve --json` (the index's pages cached by a first run) reads the index through
+    requests-cache's SQLite backend, without its other backends' drivers or auditwheel."""
+    for _ in range(2):
+        names = imported(["wheeltasks", "resolve", "wtzlib", "--json"], tmp_path, cli_env)
+    assert {"requests", "requests_cache"} <= names and not names & NOT_FOR_A_PLAN, sorted(names & NOT_FOR_A_PLAN)

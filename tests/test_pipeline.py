@@ -15,7 +15,7 @@ import pytest
 from packaging.version import Version
 
 from tests.helpers import fake_wheel, make_settings
-from wheeltasks import pipeline, running, scheduler, steps
+from wheeltasks import pipeline, running, scheduler, stepruns, steps
 from wheeltasks.errors import Stopped, WheelTasksError
 from wheeltasks.flow import Outcome, build_decision, wants_self_pull
 from wheeltasks.job import Job, make_job
@@ -278,7 +278,7 @@ def interrupted_runner(settings: Settings, width: int, monkeypatch: pytest.Monke
     ready = threading.Barrier(width + 1 if width > 1 else 1)
     release = threading.Event()
 
-    def stuck_repair(context: steps.Context, job: Job, result: JobResult) -> None:
+    def stuck_repair(context: stepruns.Context, job: Job, result: JobResult) -> None:
         staged.append(job.work.staging("repaired"))
         (staged[-1] / "half.whl").write_bytes(b"half")
         if width > 1:

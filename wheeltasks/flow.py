@@ -14,7 +14,7 @@
 - export: OpenSSL (and SSL-less) jobs only (``Job.exports``); push: with DO_PUSH (or the
   push task).
 
-``steps.py`` applies them, step by step; how a job ended is one :class:`Outcome`.
+``stepruns.py`` applies them, step by step; how a job ended is one :class:`Outcome`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The flow in four small modules, this one its front door:
 
 - ``flow.py``: the decisions for one job (pulled, reused, skipped, built; an
   :class:`~wheeltasks.flow.Outcome` each);
-- ``steps.py``: the table of steps, each adapting a step module to the flow;
+- ``steps.py``: the table of steps; ``stepruns.py``: each step's adapter of its module to the flow;
 - ``scheduler.py``: the jobs in order or side by side, failures, Ctrl-C;
 - ``runreport.py``: each job's result, the closing table and the JSON report.
 

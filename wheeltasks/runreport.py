@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import build as build_step
 from . import console
 from .files import write_atomic
 from .flow import Outcome
@@ -187,6 +186,8 @@ def print_plan(plan: Plan) -> None:
 
 def print_noop(settings: Settings, plan: Plan, steps: Sequence[str], builds: bool) -> None:
     """NOOP: the plan, the steps that would run and, where they build, the build commands."""
+    from . import build as build_step  # docker's SDK: not for a report or a plan shown
+
     print_plan(plan)
     print(f"\nNOOP: would run {' -> '.join(steps)} for {len(plan.jobs)} job(s); commands:")
     for job in plan.jobs:

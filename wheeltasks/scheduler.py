@@ -22,7 +22,8 @@ from .job import Job
 from .plan import Plan
 from .runreport import REPORT_FILE, JobResult, RunReport, publish
 from .settings import Settings
-from .steps import BY_NAME, PUSH, Context, Step
+from .stepruns import Context
+from .steps import BY_NAME, PUSH, Step
 
 
 class Runner:

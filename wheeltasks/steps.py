@@ -3,285 +3,40 @@ runs it alone and the parts of the work (settings) it reads. The table feeds the
 order (:data:`FULL_FLOW`), the live lines (each running job's log), and the tasks (their
 names, steps and flags: ``tasks.py``).
 
-Each ``run`` adapts a step module (``build``, ``repair``, ``importcheck``, ``export``,
-``images``) to the flow: it asks the decisions of ``flow.py``, stages the step's output in
-the job's work folder and records what happened in the job's result. A new step is one
-row here, and its module.
+Each ``run`` is a function of ``stepruns.py``, which adapts a step module (``build``,
+``repair``, ``importcheck``, ``export``, ``images``) to the flow; it is imported on a step's
+first run, so the tasks' flags and help need only this table. A new step is one row here,
+its function there, and its module.
 """
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import build as build_step
-from . import console, importcheck
-from . import export as export_step
-from . import repair as repair_step
-from .errors import BuildError, WheelTasksError
-from .files import wheels_in
-from .flow import Outcome, build_decision, wants_dependency_pulls, wants_import_check, wants_repair, wants_self_pull
-from .imageformat import other_spellings
-from .images import open_registry, pull_wheels, push_wheels
-from .index import IndexClient, index_url
-from .job import Job, Mode, Source
-from .pages import DistFile
-from .registry import RegistryClient
-from .runreport import JobResult, RunReport
-from .settings import Cross, Kind, Part, Repository, Settings
-from .sources import serves
-from .verify import of_module, verify
-from .wheeltags import distribution
-from .workdir import WorkDir
+from .settings import Part
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .runreport import JobResult
+    from .stepruns import Context
+    from .workdir import WorkDir
+
+Run = Callable[["Context", "Job", "JobResult"], None]
 
 
-class Context:
-    """What the steps of one run share: the settings, the report's counts, the registry
-    client (made when a step first needs it), one tag listing per repository, and the jobs
-    that finished, whose wheels are offered to later jobs of the same Python, arch and kind."""
+def _runs(name: str) -> Run:
+    """``stepruns.<name>``, imported when the step first runs."""
 
-    def __init__(self, settings: Settings, report: RunReport) -> None:
-        self.settings = settings
-        self.report = report
-        self.lock = threading.Lock()
-        self._registry: RegistryClient | None = None
-        self._index: IndexClient | None = None
-        self._tags: dict[Repository, list[str]] = {}
-        self._finished: dict[tuple[str, str, object], list[Job]] = {}
+    def run(context: Context, job: Job, result: JobResult) -> None:
+        from . import stepruns
 
-    @property
-    def registry(self) -> RegistryClient:
-        if self._registry is None:
-            self._registry = open_registry(self.settings)
-        return self._registry
+        getattr(stepruns, name)(context, job, result)
 
-    @property
-    def index(self) -> IndexClient:
-        """The package index, for the wheels the plan takes from it (made when first needed)."""
-        with self.lock:
-            if self._index is None:
-                self._index = IndexClient(self.settings)
-            return self._index
-
-    def tags(self, repository: Repository) -> list[str]:
-        with self.lock:
-            if repository not in self._tags:
-                self._tags[repository] = self.registry.tags(repository.path)
-            return self._tags[repository]
-
-    def finished(self, job: Job) -> None:
-        with self.lock:
-            self._finished.setdefault(_slot(job), []).append(job)
-
-    def finished_alike(self, job: Job) -> tuple[Job, ...]:
-        """The jobs of the job's Python, arch and kind that finished so far."""
-        with self.lock:
-            return tuple(self._finished.get(_slot(job), ()))
-
-
-def _slot(job: Job) -> tuple[str, str, object]:
-    return (job.python, job.arch.name, job.kind)
-
-
-# ---- the steps, adapted to the flow ------------------------------------------------------------
-# Each runs as `run(context, job, result)`; result.state is its name (the scheduler sets it).
-
-
-def pull_existing(context: Context, job: Job, result: JobResult) -> None:
-    settings, work = context.settings, job.work
-    if wants_self_pull(settings, work.state()):
-        staging = work.staging("pulled")
-        try:
-            got = _pull(context, job, staging)
-            if got:
-                # The published wheels are now this job's result; an older build's go.
-                work.accept("pulled", staging)
-                console.progress(job.target, result.state, f"{len(got)} wheel(s) from {job.image}")
-        finally:
-            work.discard(staging)  # nothing pulled, a failure, Ctrl-C: no empty staging stays
-    if not wants_dependency_pulls(settings):
-        return
-    for dep in job.depends:
-        if dep.work.result_wheels():  # built in this run (or left from an earlier one)
-            continue
-        staging = work.staging("imports-pull")
-        try:
-            got = _pull(context, dep, staging)
-            work.offer_imports(got or [])
-        finally:
-            work.discard(staging)
-        if got:
-            console.progress(job.target, result.state, f"{len(got)} dependency wheel(s) from {dep.tag}")
-
-
-def _pull(context: Context, job: Job, dest: Path) -> list[Path] | None:
-    """The job's image's wheels for its platform: by its tags, else by another spelling
-    of them in the repository (one tag listing per repository and run)."""
-    got = pull_wheels(context.registry, job.repository, job.tag, job.arch, dest)
-    if got is not None:
-        return got
-    tags = context.tags(job.repository)
-    others = other_spellings(tags, job.module, job.ssl, job.version, job.python, job.arch)
-    return pull_wheels(context.registry, job.repository, job.tag, job.arch, dest, others) if others else None
-
-
-def build(context: Context, job: Job, result: JobResult) -> None:
-    settings = context.settings
-    decision = build_decision(settings, job.work.state())
-    if decision is Outcome.REUSED:
-        console.progress(job.target, result.state, "skipped: its image already has this platform")
-    elif decision is Outcome.SKIPPED:
-        console.progress(job.target, result.state, "skipped (NO_BUILD)")
-    else:
-        for earlier in (*job.depends, *context.finished_alike(job)):
-            job.work.offer_imports(earlier.work.result_wheels())
-        if _takes(context, job, result):
-            return
-        result.source = Source.BUILD.value
-        cross = job.mode is Mode.CROSS
-        result.mode = job.mode.value
-        try:
-            _build(settings, job, cross)
-        except BuildError as exc:
-            if not cross or settings.cross is Cross.ALWAYS:
-                raise
-            # CROSS=auto: what cannot be cross-compiled is built on the target platform.
-            result.mode, result.fell_back = Mode.EMULATED.value, str(exc)
-            console.progress(job.target, result.state, "the cross build failed: building it emulated (CROSS=auto)")
-            _build(settings, job, cross=False)
-    result.outcome = decision
-
-
-def _takes(context: Context, job: Job, result: JobResult) -> bool:
-    """The wheel the plan chose for the job (another job's, the index's), when it serves:
-    staged as what the build step leaves. False (and why, in the result) when it does not,
-    and the job builds as any other."""
-    if job.index_file is None and job.provider is None:
-        return False
-    staging = job.work.staging("built")
-    try:
-        if job.index_file is not None:
-            why = _from_index(context, job, job.index_file, staging)
-            taken, outcome = job.index_file.filename, Outcome.FROM_INDEX
-        else:
-            assert job.provider is not None
-            why = _from_provider(job, job.provider, staging)
-            taken, outcome = job.provider.target, Outcome.TOOK_BUILD
-        if why:
-            job.work.discard(staging)
-            result.not_taken = why
-            console.progress(job.target, result.state, f"not taking {taken}: {why}; building it")
-            return False
-    except BaseException:
-        job.work.discard(staging)
-        raise
-    job.work.accept("built", staging)
-    result.outcome, result.source, result.took = outcome, job.source.value, taken
-    console.progress(job.target, result.state, f"took {taken} ({job.source_why})")
-    return True
-
-
-def _from_index(context: Context, job: Job, file: DistFile, staging: Path) -> str:
-    """The index's wheel, hash-checked, and the dependencies' wheels; why not, when it does not fit."""
-    wheel = context.index.download(file, staging)
-    try:
-        verify(job, [wheel])
-    except BuildError as exc:
-        return f"it does not fit the platform ({exc})"
-    return _add_dependencies(job, [wheel], [], staging)
-
-
-def _from_provider(job: Job, provider: Job, staging: Path) -> str:
-    """The provider's wheel of the module, where it serves the job, with the dependencies'
-    wheels for the job's Python and platform; why not, when it does not serve."""
-    made = provider.work.result_wheels()
-    own = [w for w in made if of_module(provider, w)]
-    if not own:
-        return f"{provider.target} has no wheel of {job.module} (it failed or did not run)"
-    unfit = [w.name for w in own if not serves(w.name, provider, job)]
-    if unfit:
-        return f"{', '.join(unfit)} does not serve Python {job.python} on {job.arch.name}"
-    for wheel in own:
-        shutil.copy2(wheel, staging / wheel.name)
-    return _add_dependencies(job, own, [w for w in made if w not in own], staging)
-
-
-def _add_dependencies(job: Job, taken: list[Path], others: list[Path], staging: Path) -> str:
-    """Beside the taken wheels, one wheel for the job's Python and platform of every other
-    distribution (those the provider's build gave beside its module's, and the job's
-    dependencies' results), so the job's image holds the module and its dependencies as a
-    build's would; why not, when one of the provider's is missing."""
-    offered = [*others, *(w for dep in job.depends for w in dep.work.result_wheels())]
-    picked = importcheck.chosen(job, taken, offered, unrepaired=job.kind is Kind.NO_SHARED)
-    for wheel in picked:
-        if wheel not in taken:
-            shutil.copy2(wheel, staging / wheel.name)
-    needed = {distribution(w.name) for w in others} - {distribution(w.name) for w in picked}
-    if needed:
-        return f"no wheel of {', '.join(sorted(needed))} for Python {job.python} on {job.arch.name}"
-    return ""
-
-
-def _build(settings: Settings, job: Job, cross: bool) -> None:
-    staging = job.work.staging("built")
-    try:
-        build_step.build(settings, job, staging, wheels_in(job.work.imports), cross)
-    except BaseException:
-        job.work.discard(staging)
-        raise
-    job.work.accept("built", staging)
-
-
-def repair(context: Context, job: Job, result: JobResult) -> None:
-    if not wants_repair(job.work.state()):
-        return
-    built = wheels_in(job.work.built)
-    if not built:
-        raise WheelTasksError(f"{job.target}: nothing built to repair in {job.work.built}; run `inv {BUILD.task}` first")
-    staging = job.work.staging("repaired")
-    try:
-        _, how = repair_step.repair(context.settings, job, built, staging)
-    except BaseException:
-        job.work.discard(staging)
-        raise
-    job.work.accept("repaired", staging)
-    result.repaired = how.value
-
-
-def import_check(context: Context, job: Job, result: JobResult) -> None:
-    if wants_import_check(job.work.state(), result.outcome):
-        importcheck.import_check(context.settings, job, job.work.result_wheels(), wheels_in(job.work.imports))
-
-
-def export(context: Context, job: Job, result: JobResult) -> None:
-    if not job.exports:
-        return
-    wheels = job.work.result_wheels()
-    if not wheels:
-        raise WheelTasksError(f"{job.target}: no wheels to export in {job.work.root}; run `inv {BUILD.task}` first")
-    written = export_step.export(context.settings, job, wheels)
-    with context.lock:
-        context.report.exported += len(written)
-    console.progress(job.target, result.state, f"{len(written)} wheel(s) in {export_step.export_dir(context.settings, job)}")
-
-
-def push(context: Context, job: Job, result: JobResult) -> None:
-    wheels = job.work.result_wheels()
-    if not wheels:
-        raise WheelTasksError(f"{job.target}: no wheels to push in {job.work.root}; run `inv {BUILD.task}` first")
-    pushed = push_wheels(context.registry, job, wheels, index_url=index_url(context.settings))
-    with context.lock:
-        context.report.blobs_uploaded += pushed.blobs_uploaded
-        context.report.bytes_uploaded += pushed.bytes_uploaded
-        context.report.manifests_written += pushed.manifests_written
-    console.progress(
-        job.target,
-        result.state,
-        f"{job.image}: {pushed.blobs_uploaded} blob(s) uploaded, {pushed.blobs_skipped} already there",
-    )
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 # ---- the table -------------------------------------------------------------------------------
@@ -292,7 +47,7 @@ class Step:
     """One step of the flow."""
 
     name: str  # in progress and live lines, the report's step_seconds, and `inv <task>` help
-    run: Callable[[Context, Job, JobResult], None]
+    run: Run  # run(context, job, result); result.state is the step's name (the scheduler sets it)
     log: Callable[[WorkDir], Path | None]  # the log a live line shows the last line of
     task: str  # the task that runs the step alone ("": none, it runs only within the flow)
     reads: tuple[Part, ...]  # the parts of the work whose settings it reads (its task's flags)
@@ -303,12 +58,12 @@ def _no_log(work: WorkDir) -> Path | None:
     return None
 
 
-PULL_EXISTING = Step("pull-existing", pull_existing, _no_log, "pull-existing", (Part.PULL, Part.REGISTRY), False)
-BUILD = Step("build", build, lambda work: work.last_build_log, "build", (Part.BUILD,), True)
-REPAIR = Step("repair", repair, lambda work: work.repair_log, "repair", (Part.REPAIR,), True)
-IMPORT_CHECK = Step("import-check", import_check, lambda work: work.check_log, "", (Part.REPAIR,), True)
-EXPORT = Step("export", export, _no_log, "export", (Part.EXPORT,), False)
-PUSH = Step("push", push, _no_log, "push", (Part.PUSH, Part.REGISTRY), False)
+PULL_EXISTING = Step("pull-existing", _runs("pull_existing"), _no_log, "pull-existing", (Part.PULL, Part.REGISTRY), False)
+BUILD = Step("build", _runs("build"), lambda work: work.last_build_log, "build", (Part.BUILD,), True)
+REPAIR = Step("repair", _runs("repair"), lambda work: work.repair_log, "repair", (Part.REPAIR,), True)
+IMPORT_CHECK = Step("import-check", _runs("import_check"), lambda work: work.check_log, "", (Part.REPAIR,), True)
+EXPORT = Step("export", _runs("export"), _no_log, "export", (Part.EXPORT,), False)
+PUSH = Step("push", _runs("push"), _no_log, "push", (Part.PUSH, Part.REGISTRY), False)
 
 STEPS: tuple[Step, ...] = (PULL_EXISTING, BUILD, REPAIR, IMPORT_CHECK, EXPORT, PUSH)
 FULL_FLOW: tuple[str, ...] = tuple(step.name for step in STEPS)

@@ -13,23 +13,27 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
-from . import builders, buildx, console, enginereport, engines, pipeline, running, simpleindex, snippet, steps, wheelset
-from . import check as check_mod
+from . import console, running, steps
 from .errors import INTERRUPTED, Stopped, WheelTasksError
-from .index import IndexClient
-from .indexcache import clear_cache
 from .invoke_edge import TargetsTask, closed_pipe
-from .plan import Plan, parse_targets, resolve, ssl_modules
-from .runreport import RunReport, print_plan
 from .settings import Option, Part, Settings, options_read_by
 from .steps import BUILD, EXPORT, PULL_EXISTING, PUSH, REPAIR, Step
+
+# The modules that do the work are imported by the tasks that use them: the tasks' flags and
+# help (`wheeltasks --help`, `inv --list`) need only the settings and the table of steps.
+if TYPE_CHECKING:
+    from . import check as check_mod
+    from . import engines
+    from .index import IndexClient
+    from .plan import Plan
+    from .runreport import RunReport
 
 # The parts of the work each task runs. Its flags are the settings those parts read: each
 # row of settings.OPTIONS says which parts read it, and each step of the flow which parts it
@@ -150,6 +154,8 @@ REQUIREMENTS_HELP = (
 def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route] | None:
     """Each platform's builder and node. Where nothing will be built (resolve, NOOP) a
     machine without buildx or an engine still plans, on this machine's CPU, with a note."""
+    from . import buildx
+
     try:
         return buildx.router(settings)
     except WheelTasksError as exc:
@@ -172,6 +178,10 @@ def plan_for(
     the run builds (no engine is an error then); ``route``: the steps need to know where a
     job builds (pull-existing, export and push do not: they run without an engine or buildx,
     and without asking for them)."""
+    from . import builders
+    from .index import IndexClient
+    from .plan import resolve
+
     texts = [targets] if isinstance(targets, str) else list(targets)
     router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
@@ -190,6 +200,8 @@ def _resolve(settings: Settings, targets: str, requirements: str = "", json: boo
     if json:
         console.emit_json([job.to_json() for job in plan.jobs])
     else:
+        from .runreport import print_plan
+
         print_plan(plan)
 
 
@@ -215,11 +227,15 @@ def _print_check_rows(rows: list[check_mod.CheckRow]) -> None:
 @helps(json="print one object per module and SSL variant as a JSON array")
 def _check(settings: Settings, json: bool = False) -> None:
     """For every default module: is the index newer than what wheels/ and the registry hold?"""
+    from . import check as check_mod
+
     show_check_rows(check_mod.check(settings), json)
 
 
 def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False) -> RunReport:
     # Live lines only on a terminal, and not in CI logs (which keep every line).
+    from . import pipeline
+
     live = sys.stderr.isatty() and not settings.ci
     return pipeline.run(settings, plan, names, json_report=json, live=live)
 
@@ -235,6 +251,9 @@ REPORT_HELP = "print the run's report (every job, its result, time and log) as J
 @helps(json="print the check rows and the run's report as one JSON object")
 def _update(settings: Settings, json: bool = False) -> None:
     """check, then build (and with --push push) the out-of-date modules for every default Python."""
+    from . import check as check_mod
+    from .index import IndexClient
+
     index = IndexClient(settings)  # one client: CLEAN_CACHE clears once per run
     rows = check_mod.check(settings, index)
     if not json:
@@ -271,6 +290,8 @@ def _build(settings: Settings, targets: str, requirements: str = "", json: bool 
 def _requirements_done(settings: Settings, plan: Plan, file: Path) -> None:
     """After a run of -r FILE that ended well: the index of wheels/ (as `inv index`) and,
     where the wheel set was pushed, the Dockerfile lines that use it (as `inv snippet -r`)."""
+    from . import snippet, wheelset
+
     _index(settings)
     if settings.do_push and plan.sets:
         console.note(f"the Dockerfile lines for {file.name} (`inv snippet -r {file}` prints them again):")
@@ -312,12 +333,17 @@ def _core(settings: Settings, json: bool = False) -> None:
 def _engines(settings: Settings, json: bool = False) -> None:
     """The buildx builders and nodes, their platforms (native or emulated), whether each answers,
     and where each platform builds (with QEMU and cross-compilation as the fallbacks)."""
+    from . import enginereport
+
     print(enginereport.report(settings, as_json=json))
 
 
 def _clean_cache(settings: Settings) -> None:
     """Drop every cached look-up: index pages and the builder images' Pythons (CLEAN_CACHE=1
     ignores them for one run)."""
+    from . import builders
+    from .indexcache import clear_cache
+
     removed = [*clear_cache(settings), *builders.clear_cache(settings)]
     console.note(f"cleared the cache: {', '.join(map(str, removed)) or 'it was empty'}")
 
@@ -325,6 +351,8 @@ def _clean_cache(settings: Settings) -> None:
 def _index(settings: Settings) -> None:
     """Write a static simple index (PEP 503 HTML, PEP 691 JSON, PEP 658 metadata) of every
     wheel in wheels/<arch>/ to INDEX_DIR, whole or not at all, for any static web server."""
+    from . import simpleindex
+
     written = simpleindex.write_index(settings)
     console.note(
         f"wrote the index of {written.files} file(s) of {written.projects} project(s) to {written.folder}: "
@@ -335,6 +363,9 @@ def _index(settings: Settings) -> None:
 @helps(targets=TARGETS_HELP, requirements="a pip requirements file: the lines that use its wheel set image")
 def _snippet(settings: Settings, targets: str, requirements: str = "") -> None:
     """Print the Dockerfile lines that install the targets' published wheel images (or -r FILE's wheel set)."""
+    from . import snippet, wheelset
+    from .plan import parse_targets, ssl_modules
+
     if not settings.wheels_registry:
         raise WheelTasksError(
             "no registry configured: set WHEELS_REGISTRY (e.g. ghcr.io/me) to the one the images are pushed to"

@@ -23,8 +23,6 @@ import re
 import unicodedata
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-import requests
-
 SECRET_WORDS = frozenset({
     "token", "auth", "authorization", "password", "passwd", "pwd", "pass", "secret", "key", "apikey",
     "sig", "signature", "credential", "credentials", "session", "sessionid",
@@ -85,6 +83,8 @@ def http_url_problem(url: str) -> str:
         return "it has an invalid port (not a number from 0 to 65535)"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return NOT_HTTP
+    import requests  # here, not at the top: `--help` (which imports settings) needs no requests
+
     try:
         requests.models.PreparedRequest().prepare_url(url, None)
     except (requests.RequestException, ValueError, UnicodeError) as exc:
