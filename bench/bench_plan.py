@@ -43,7 +43,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-plan-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_"))}
+    # PYTHONDONTWRITEBYTECODE (set on these machines) would compile every module again in each
+    # run: a user's Python keeps the compiled modules (pip writes them at install; Python
+    # beside the sources of an editable install), so the first, untimed runs write them.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DO_", "NO_", "WHEELS_", "PYPI_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(WHEELTASKS_PROJECT_DIR=str(folder), WHEELTASKS_CACHE_DIR=str(folder / "cache"),
                WHEELS_REGISTRY=f"{REGISTRY}/bench-plan-{int(time.time())}")
     if Path(CA_FILE).is_file():
@@ -55,7 +59,7 @@ def main() -> None:
         "resolve all": [*python, "-m", "wheeltasks", "resolve", "all", "--json"],
         "check": [*python, "-m", "wheeltasks", "check"],
     }
-    for name in ("resolve all", "check"):  # warm the index cache and the builders' Pythons
+    for name in ("--help", "resolve all", "check"):  # warm the index cache, the builders' Pythons, the compiled modules
         measure(commands[name], env, folder)
     rows: dict[str, dict[str, Any]] = {}
     for name, command in commands.items():

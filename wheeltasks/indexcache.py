@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -26,6 +27,11 @@ if TYPE_CHECKING:  # requests-cache (and the backends it loads) is imported on f
     from requests_cache.models.response import CachedResponse
 
 log = logging.getLogger("wheeltasks.index")
+
+# requests-cache imports every backend and serializer whose driver is installed (boto3 for
+# DynamoDB alone is a sixth of a second); this cache uses only its SQLite backend and the
+# default (pickle) serializer, so those drivers are hidden while it is imported.
+_OTHER_DRIVERS = ("boto3", "botocore", "pymongo", "gridfs", "bson", "redis", "ujson", "orjson", "yaml", "itsdangerous")
 
 CACHE_FILE = "index-cache.sqlite"
 PIP_DEFAULT_FILE = "pip-default-index.json"  # pip's default index, as index.pip_default_index keeps it
@@ -96,6 +102,7 @@ class PageCache:
             return None
 
     def put(self, url: str, content_type: str, body: bytes) -> None:
+        _import_requests_cache()
         from requests_cache.models.request import CachedRequest
         from requests_cache.models.response import CachedResponse
 
@@ -127,10 +134,27 @@ class PageCache:
         return backend.create_key(requests.Request("GET", url).prepare())
 
 
+def _import_requests_cache() -> None:
+    """Import requests-cache without the drivers of the backends this cache does not use (a
+    driver already imported stays as it is, and later imports of the others work)."""
+    if "requests_cache" in sys.modules:
+        return
+    hidden = [name for name in _OTHER_DRIVERS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # None in sys.modules: "not installed"
+    try:
+        import requests_cache  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
 def _open_backend(path: Path, *, again: bool = False) -> SQLiteCache:
     """The SQLite backend at `path`; a file that is not a database is moved aside (with a
     warning), a cache written by an older wheeltasks (which kept redirect histories, and so
     request headers) is dropped, and an unusable folder is one clear error."""
+    _import_requests_cache()
     from requests_cache.backends.sqlite import SQLiteCache
 
     _make_private(path)

@@ -105,6 +105,7 @@ def python_candidate(python: str) -> Version:
 # A project page lists thousands of files but few distinct versions and Requires-Python
 # strings; both parsed objects are immutable, so each distinct string is parsed once.
 _version = functools.lru_cache(maxsize=65536)(Version)
+_canonical = functools.lru_cache(maxsize=4096)(canonicalize_name)  # the page's project and its spellings
 
 
 def file_version(project: str, filename: str) -> Version | None:
@@ -122,7 +123,7 @@ def file_version(project: str, filename: str) -> Version | None:
     except (InvalidSdistFilename, InvalidVersion):
         return None
     # A name mismatch means a legacy filename split at the wrong dash (or a stray file).
-    return version if canonicalize_name(name) == canonicalize_name(project) else None
+    return version if _canonical(name) == _canonical(project) else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -299,7 +300,9 @@ def _release(version: Version, files: list[DistFile]) -> Release:
     reason = next((f.yanked_reason for f in files if f.yanked_reason), "") if yanked else ""
     if any(s is None for s in specs):
         return Release(version, None, yanked, yanked_reason=reason)
-    distinct = list(dict.fromkeys(s for s in specs if s is not None))
+    # By identity first: parse_requires_python gives one object per text, and hashing a
+    # SpecifierSet canonicalises every specifier again (a third of a warm plan of `all`).
+    distinct = list(dict.fromkeys({id(s): s for s in specs if s is not None}.values()))
     return Release(version, distinct[0], yanked, tuple(distinct[1:]), reason)
 
 

@@ -391,7 +391,8 @@ def resolve(
             build_builder=pinned[(want.python, build_arch)],
         )
         made[want.key] = jobs.setdefault(job.key, job)
-    core = frozenset(j.key for j in jobs.values() if default_set and j.module in _core_names(settings))
+    core_names = _core_names(settings) if default_set else frozenset()
+    core = frozenset(j.key for j in jobs.values() if j.module in core_names)
     decided = {job.key: job for job in sources.decide(settings, tuple(jobs.values()), index.files)}
     sets = tuple(
         WheelSet(path, closure.python, closure.arch, kind, tuple(decided[made[w.key].key] for w in of_set))

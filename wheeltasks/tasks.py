@@ -177,7 +177,8 @@ def plan_for(
     """The plan of the targets (and of a requirements file's closure, -r FILE); ``build``:
     the run builds (no engine is an error then); ``route``: the steps need to know where a
     job builds (pull-existing, export and push do not: they run without an engine or buildx,
-    and without asking for them)."""
+    and without asking for them). Only a run that builds names the builder images by their
+    digests (asked of their registry); a plan only shown names them by their tags."""
     from . import builders
     from .index import IndexClient
     from .plan import resolve
@@ -186,7 +187,7 @@ def plan_for(
     router = routes(settings, strict=build and not settings.noop) if route else None
     plan = resolve(settings, texts, index or IndexClient(settings), both=both, router=router,
                    newest=lambda: builders.newest_builder_python(settings),
-                   pin=lambda wanted: builders.pin_all(settings, wanted),
+                   pin=(lambda wanted: builders.pin_all(settings, wanted)) if build and route else None,
                    requirements=[Path(requirements)] if requirements else [])
     for message in plan.notes:
         console.note(message)
