@@ -13,7 +13,7 @@ from packaging.version import Version
 
 from tests.helpers import INDEX, fake_wheel, make_settings
 from wheeltasks import build as build_step
-from wheeltasks import containers, docker_engine, export, files, importcheck, pipeline, verify
+from wheeltasks import buildx, containers, docker_engine, export, files, importcheck, pipeline, verify
 from wheeltasks.errors import BuildError, WheelTasksError
 from wheeltasks.files import private_file
 from wheeltasks.job import Job, make_job
@@ -403,12 +403,21 @@ def test_no_engine_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch, tmp_pa
         docker_engine.client.cache_clear()
 
 
-def test_missing_buildx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # no docker CLI at all
+@pytest.mark.parametrize("cli", ["none", "no plugin"])
+def test_missing_buildx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: str) -> None:
+    """Without the docker CLI, or with one that has no buildx plugin, the engines' discovery
+    (which asks `docker buildx version` only when its `buildx ls` failed) says how to install it."""
+    if cli == "no plugin":
+        fake = tmp_path / "docker"
+        fake.write_text("#!/bin/sh\necho \"docker: 'buildx' is not a docker command.\" >&2\nexit 1\n")
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
     docker_engine.buildx_version.cache_clear()
     try:
         with pytest.raises(WheelTasksError, match="buildx is missing: install the docker-buildx plugin"):
             docker_engine.buildx_version()
+        with pytest.raises(WheelTasksError, match="buildx is missing: install the docker-buildx plugin"):
+            buildx.discover()
     finally:
         docker_engine.buildx_version.cache_clear()
 

@@ -229,8 +229,9 @@ def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str] | None:
 
 
 def _cli(command: Sequence[str], what: str) -> str:
-    docker_engine.buildx_version()  # no buildx: say how to install it, first
     done = _run(command)
+    if done is None or done.returncode != 0:
+        docker_engine.buildx_version()  # no buildx: say how to install it, before the command's error
     if done is None:
         raise WheelTasksError(f"could not {what}: `{' '.join(command)}` did not finish within {CLI_TIMEOUT} s")
     if done.returncode != 0:
