@@ -18,12 +18,18 @@ on the fixture builders (tests/fixtures/builders), three ways:
             ccache, pip's cache and zig's object cache, so the module is compiled
   no-cache  BUILD_NO_CACHE=1, as a user asks for a rebuild: the module is compiled again,
             the set-up and toolchain layers are kept
+  new layers  after `docker builder prune -af --filter type=regular`: every layer gone, the
+            cache mounts kept (the first job of a platform after the builders' or the
+            toolchain's inputs changed, e.g. a new wheeltasks or builder image: the set-up and
+            the cross toolchain's layers made again; the downloads, ziglang and zig's runtime
+            for the target kept in their cache mounts)
   new engine  after `docker builder prune -af`: every layer and cache mount gone (the
             first job of a platform on a new engine: the cross toolchain, zig's runtime for
             the target and every download made again; the native set-up too)
 
 For each: every step's time and the whole job's (the run report's), and the whole job's
-ratio against amd64 native the same way. Last, the tool's own overhead: a whole `wheeltasks
+ratio against amd64 native the same way (`--ways "new layers"` runs only those ways and
+keeps the last run's numbers of the others). Last, the tool's own overhead: a whole `wheeltasks
 build` against the same `docker buildx build` written by hand. Writes
 bench/results/cross.{txt,json} (`--table` prints the table again from the json). Needs
 `bash .ci/services.sh`.
@@ -52,7 +58,8 @@ MODES: dict[str, tuple[str, dict[str, str]]] = {
     "armv7 cross": ("armv7", {"CROSS": "always"}),
     "armv7 emulated": ("armv7", {"CROSS": "never"}),
 }
-WAYS = ("warm", "no-cache", "new engine")
+WAYS = ("warm", "no-cache", "new layers", "new engine")
+PRUNE = {"new layers": ["--filter", "type=regular"], "new engine": []}  # `docker builder prune -af` flags
 
 
 def start_index(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -98,14 +105,18 @@ def fresh_project(folder: Path, module: str, n: int, **settings: str) -> dict[st
     return env
 
 
-def main() -> None:
+def main(ways: tuple[str, ...]) -> None:
     builder_images()
     rows: dict[str, dict[str, float]] = {}
     overhead: dict[str, float] = {}
+    if ways != WAYS:  # the other ways' numbers from the last run
+        saved = json.loads((RESULTS / "cross.json").read_text())
+        rows = {k: v for k, v in saved["runs"].items() if not any(k.endswith(f" {way}") for way in ways)}
+        overhead = saved["overhead"]
     with tempfile.TemporaryDirectory(prefix="wheeltasks-bench-cross-") as tmp:
         server, index = start_index(Path(tmp) / "index")
         try:
-            for way in WAYS:
+            for way in ways:
                 for module in ("psutil", "wtzlib"):
                     for name, (arch, extra) in MODES.items():
                         settings = {"PYPI_INDEX": index, "NO_BINARY": "1", **extra}
@@ -118,10 +129,14 @@ def main() -> None:
                         elif way == "no-cache":
                             measured = run(project(folder, BUILD_NO_CACHE="1", **settings), "build", target)
                         else:
-                            subprocess.run(["docker", "builder", "prune", "-af"], check=True, capture_output=True)
-                            measured = run(project(folder, **settings), "build", target)
+                            subprocess.run(["docker", "builder", "prune", "-af", *PRUNE[way]], check=True,
+                                           capture_output=True)
+                            # New layers: the module compiled as new (not from ccache's mount).
+                            made = fresh_project(folder, module, 2, **settings) if PRUNE[way] else project(folder, **settings)
+                            measured = run(made, "build", target)
                         rows[f"{module} {name} {way}"] = times(measured)
-            overhead = measure_overhead(Path(tmp), index)
+            if ways == WAYS:
+                overhead = measure_overhead(Path(tmp), index)
         finally:
             server.terminate()
             server.wait()
@@ -179,5 +194,10 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--table"]:  # the table again from the last run's numbers
         saved = json.loads((RESULTS / "cross.json").read_text())
         print("\n".join(table(saved["runs"], saved["overhead"])))
+    elif sys.argv[1:2] == ["--ways"]:
+        chosen = tuple(w for w in WAYS if w in sys.argv[2:])
+        if len(chosen) != len(sys.argv[2:]):
+            sys.exit(f"--ways takes some of: {', '.join(WAYS)}")
+        main(chosen)
     else:
-        main()
+        main(WAYS)
