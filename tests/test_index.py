@@ -361,3 +361,26 @@ def test_a_client_that_looks_nothing_up_writes_nothing(index_settings: MakeSetti
     settings = index_settings("http://127.0.0.1:9/simple/")
     IndexClient(settings).close()
     assert not settings.cache_dir.exists()
+
+
+def test_requests_cache_is_imported_without_other_backends_drivers() -> None:
+    """In a new process: the cache's import leaves the drivers of requests-cache's other
+    backends unimported and importable (nothing left marked "not installed")."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        "from wheeltasks.indexcache import _OTHER_DRIVERS, _import_requests_cache\n"
+        "before = {n for n in _OTHER_DRIVERS if n in sys.modules}  # e.g. yaml, by invoke\n"
+        "_import_requests_cache()\n"
+        "from requests_cache.backends.sqlite import SQLiteCache\n"
+        "assert 'requests_cache' in sys.modules and SQLiteCache\n"
+        "loaded = [n for n in _OTHER_DRIVERS if n in sys.modules and n not in before]\n"
+        "assert not loaded and all(sys.modules[n] is not None for n in before), loaded\n"
+        "present = [n for n in ('boto3', 'yaml') if importlib.util.find_spec(n)]\n"
+        "for name in present: __import__(name)\n"
+        "print('ok', present)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]

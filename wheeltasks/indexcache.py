@@ -32,6 +32,7 @@ log = logging.getLogger("wheeltasks.index")
 # DynamoDB alone is a sixth of a second); this cache uses only its SQLite backend and the
 # default (pickle) serializer, so those drivers are hidden while it is imported.
 _OTHER_DRIVERS = ("boto3", "botocore", "pymongo", "gridfs", "bson", "redis", "ujson", "orjson", "yaml", "itsdangerous")
+_IMPORTING = threading.Lock()  # the index's look-up threads may be first at once
 
 CACHE_FILE = "index-cache.sqlite"
 PIP_DEFAULT_FILE = "pip-default-index.json"  # pip's default index, as index.pip_default_index keeps it
@@ -137,17 +138,18 @@ class PageCache:
 def _import_requests_cache() -> None:
     """Import requests-cache without the drivers of the backends this cache does not use (a
     driver already imported stays as it is, and later imports of the others work)."""
-    if "requests_cache" in sys.modules:
-        return
-    hidden = [name for name in _OTHER_DRIVERS if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # None in sys.modules: "not installed"
-    try:
-        import requests_cache  # noqa: F401
-    finally:
+    with _IMPORTING:
+        if "requests_cache" in sys.modules:
+            return
+        hidden = [name for name in _OTHER_DRIVERS if name not in sys.modules]
         for name in hidden:
-            if sys.modules.get(name, False) is None:
-                del sys.modules[name]
+            sys.modules[name] = None  # type: ignore[assignment]  # None in sys.modules: "not installed"
+        try:
+            import requests_cache  # noqa: F401
+        finally:
+            for name in hidden:
+                if sys.modules.get(name, False) is None:
+                    del sys.modules[name]
 
 
 def _open_backend(path: Path, *, again: bool = False) -> SQLiteCache:

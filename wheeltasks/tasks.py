@@ -234,9 +234,9 @@ def _check(settings: Settings, json: bool = False) -> None:
 
 
 def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False) -> RunReport:
-    # Live lines only on a terminal, and not in CI logs (which keep every line).
     from . import pipeline
 
+    # Live lines only on a terminal, and not in CI logs (which keep every line).
     live = sys.stderr.isatty() and not settings.ci
     return pipeline.run(settings, plan, names, json_report=json, live=live)
 
