@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wheeltasks import plan as plan_mod
 from wheeltasks import snippet, tasks
 from wheeltasks.errors import WheelTasksError
 from wheeltasks.settings import Settings
@@ -61,7 +62,7 @@ def snippet_settings(tmp_path: Path, index_server: str, **flags: str) -> Setting
 
 def printed(settings: Settings, targets: str) -> str:
     plan = tasks.plan_for(settings, targets, build=False, route=False)
-    wanted = {t.module for t in tasks.parse_targets(settings, [targets], tasks.ssl_modules(settings))[0]}
+    wanted = {t.module for t in plan_mod.parse_targets(settings, [targets], plan_mod.ssl_modules(settings))[0]}
     text = snippet.dockerfile_lines(plan.jobs, wanted)
     check_dockerfile(text)
     return text

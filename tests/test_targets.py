@@ -241,3 +241,11 @@ def test_an_unsuffixed_ssl_module_is_openssl_and_only_openssl_is_exported(
 ) -> None:
     assert implied_ssl(ssl, links) is implied
     assert is_exported(implied) is exported
+
+
+def test_equal_versions_keep_their_own_spelling() -> None:
+    """1.0 and 1.0.0 are equal (and hash alike) but are written as given: a cache of the
+    written form keyed on the Version would hand one the other's spelling."""
+    assert image_tag("demo", None, Version("1.0.0"), "3.12") == "demo1.0.0-py3.12"
+    assert image_tag("demo", None, Version("1.0"), "3.12") == "demo1.0-py3.12"
+    assert format_target(Target("demo", None, Version("1.0"), "3.11", None)) == "demo1.0-py3.11"

@@ -30,7 +30,6 @@ the version.
 from __future__ import annotations
 
 import enum
-import functools
 import platform as host_platform
 import re
 from collections.abc import Sequence
@@ -425,7 +424,6 @@ def module_label(module: str, ssl: SSL | None) -> str:
     return f"{module}-{ssl.value}" if ssl is not None else module
 
 
-@functools.lru_cache(maxsize=4096)  # a plan joins the same few (label, version) thousands of times
 def join_version(label: str, version: Version | None) -> str:
     if version is None:
         return label
