@@ -419,7 +419,9 @@ def test_missing_buildx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, 
         with pytest.raises(WheelTasksError, match="buildx is missing: install the docker-buildx plugin"):
             buildx.discover()
     finally:
+        # What the fake docker answered must not stay cached for the tests after this one.
         docker_engine.buildx_version.cache_clear()
+        buildx.context_endpoint.cache_clear()
 
 
 @pytest.mark.parametrize(

@@ -161,9 +161,17 @@ def interrupt_when(
     return took, err
 
 
+def _as_from_a_terminal() -> None:
+    # A shell starts a terminal's foreground command with Ctrl-C's default action; a test run
+    # started in the background (`.ci/run &` from a script) passes SIGINT on ignored, and
+    # wheeltasks rightly keeps an ignored signal ignored. The promise is about a terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "wheeltasks", *args], cwd=env["WHEELTASKS_PROJECT_DIR"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def assert_interrupted(took: float, err: str, process: subprocess.Popen[str], code: int = 130,
