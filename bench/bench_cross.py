@@ -131,8 +131,9 @@ def main(ways: tuple[str, ...]) -> None:
                         else:
                             subprocess.run(["docker", "builder", "prune", "-af", *PRUNE[way]], check=True,
                                            capture_output=True)
-                            # New layers: the module compiled as new (not from ccache's mount).
-                            made = fresh_project(folder, module, 2, **settings) if PRUNE[way] else project(folder, **settings)
+                            # New layers: the module compiled as new (not from ccache's mount, which is kept).
+                            kept_mounts = way == "new layers"
+                            made = fresh_project(folder, module, 2, **settings) if kept_mounts else project(folder, **settings)
                             measured = run(made, "build", target)
                         rows[f"{module} {name} {way}"] = times(measured)
             if ways == WAYS:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -366,9 +368,6 @@ def test_a_client_that_looks_nothing_up_writes_nothing(index_settings: MakeSetti
 def test_requests_cache_is_imported_without_other_backends_drivers() -> None:
     """In a new process: the cache's import leaves the drivers of requests-cache's other
     backends unimported and importable (nothing left marked "not installed")."""
-    import subprocess
-    import sys
-
     code = (
         "import importlib.util, sys\n"
         "from wheeltasks.indexcache import _OTHER_DRIVERS, _import_requests_cache\n"
