@@ -122,6 +122,42 @@ def test_mod_cross_no_builds_emulated(tmp_path: Path, builder_template: str, ind
     assert (job["mode"], job["built_as"]) == ("emulated", "emulated")
 
 
+
+# Prints what the crossenv's two venvs hold, from the module's build (the cross stage only).
+TOOLS_RECIPE = """mod_build() {
+    [ -n "${ZIG_TARGET:-}" ] || return 0
+    for side in build cross; do
+        # setuptools before pip: importing pip first turns setuptools' distutils shim off (< 3.12).
+        "$side-python" -c 'import sys, sysconfig, setuptools, wheel, pip
+print("WTTOOLS", sys.argv[1], sysconfig.get_platform(), pip.__version__, setuptools.__version__)' "$side"
+        "$side-pip" --version | sed "s/^/WTPIP $side /"
+    done
+}
+"""
+
+
+def test_the_crossenv_gets_pip_setuptools_and_wheel_in_both_venvs(
+    tmp_path: Path, builder_template: str, index_server: str
+) -> None:
+    """crossenv is made without installing pip itself (pip, setuptools and wheel are installed
+    once per engine and copied in): its build venv (the build platform's) and its cross venv
+    (the target's) both still have them, and the commands build-pip and cross-pip work."""
+    env = project_env(tmp_path / "p", builder_template, index_server, CROSS="always", ARCHES="arm64v8",
+                      BUILD_NO_CACHE="1")
+    (tmp_path / "p" / "scripts").mkdir()
+    (tmp_path / "p" / "scripts" / "wtzlib.sh").write_text(TOOLS_RECIPE)
+    done = cli(env, "build", "wtzlib")
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (Path(jobs_of(done)[("wtzlib", "arm64v8")]["work_dir"]) / "build-cross.log").read_text()
+    tools = {line.split("WTTOOLS ", 1)[1].split()[0]: line.split("WTTOOLS ", 1)[1].split()[1:]
+             for line in log.splitlines() if "WTTOOLS " in line}
+    assert tools["build"][0] == "linux-x86_64" and tools["cross"][0] == "linux-aarch64", tools
+    assert tools["build"][1:] == tools["cross"][1:]  # the same pip and setuptools on both sides
+    assert int(tools["build"][2].split(".")[0]) >= 70  # the index's setuptools, not ensurepip's 65
+    for side in ("build", "cross"):  # crossenv's cross-python runs pip from the build venv, as it always did
+        assert any(f"WTPIP {side} pip {tools[side][1]} from /opt/wheeltasks-cross/venv/build/" in line
+                   for line in log.splitlines()), side
+
 # A recipe that fails only in the cross stage (ZIG_TARGET is set there alone).
 FAILING_IN_CROSS = 'mod_build() { if [ -n "${ZIG_TARGET:-}" ]; then echo "WTMARKER cross fails" >&2; exit 1; fi; }\n'
 

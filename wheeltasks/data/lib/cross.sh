@@ -95,6 +95,65 @@ EOF
     chmod 0755 "$bin/uname"
 }
 
+# pip, setuptools and wheel for a crossenv's two venvs, kept in a cache mount ($TOOLS_HOME)
+# per build platform, Python and pip: installed (and compiled) once per engine, then copied
+# into each new crossenv in a fraction of a second, where crossenv's own ensurepip, pip
+# freeze and pip install took ~12 s per target. pip is ensurepip's own, the version
+# crossenv installs itself; setuptools and wheel the newest when first installed (crossenv
+# builds with its build venv's setuptools: ensurepip's may be older than a project needs,
+# e.g. for SPDX licenses). Sets VENV_TOOLS.
+use_venv_tools() {
+    pip_wheel=$(python3 -c 'import ensurepip, glob, os
+print(" ".join(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl"))))' 2>/dev/null) \
+        || pip_wheel=
+    name=$(basename "${pip_wheel:-pip}" .whl)
+    VENV_TOOLS=$TOOLS_HOME/venv-py$PYTHON-$name
+    [ -d "$VENV_TOOLS/pip" ] && return 0
+    say "installing pip, setuptools and wheel for crossenv (once per build platform: $TOOLS_HOME is a cache)"
+    mkdir -p "$TOOLS_HOME"
+    tmp=$(mktemp -d "$TOOLS_HOME/.install-XXXXXX")
+    # From pip's own index, as the builders' set-up takes crossenv (PYPI_INDEX is for modules).
+    if env -u PIP_INDEX_URL python3 -m pip install --disable-pip-version-check --root-user-action=ignore -q \
+            --target "$tmp" ${pip_wheel:-pip} setuptools wheel; then
+        rm -rf "$tmp/bin"
+        # Another job may have installed it meanwhile: a rename onto its folder fails, and that is fine.
+        python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$tmp" "$VENV_TOOLS" 2>/dev/null || rm -rf "$tmp"
+        return 0
+    fi
+    # No index: the bundled pip and setuptools only, as crossenv's ensurepip gives, for this
+    # toolchain only (not kept: the next one tries the index again).
+    rm -rf "$tmp"
+    VENV_TOOLS=$(mktemp -d)
+    bundled=$(dirname "${pip_wheel:-.}")
+    echo "wheeltasks: could not install setuptools and wheel for the cross build; building with ensurepip's" >&2
+    python3 -m pip install --disable-pip-version-check --root-user-action=ignore -q --no-index \
+        --target "$VENV_TOOLS" "$bundled"/*.whl || fail "could not install pip for the crossenv"
+    rm -rf "$VENV_TOOLS/bin"
+}
+
+# venv_tools VENV: pip, setuptools and wheel in both of a crossenv's venvs (build and
+# cross), from use_venv_tools, and the commands crossenv makes when it installs pip itself:
+# pip in each venv, build-pip and cross-pip beside its activate script.
+venv_tools() {
+    venv=$1
+    use_venv_tools
+    for side in build cross; do
+        site=$venv/$side/lib/python$PYTHON/site-packages
+        [ -d "$site" ] || fail "crossenv made no $site"
+        cp -a "$VENV_TOOLS/." "$site/"
+        for name in pip pip3 "pip$PYTHON"; do
+            launcher "$venv/$side/bin/$name" "$venv/$side/bin/python -m pip"
+            launcher "$venv/bin/$side-$name" "$venv/$side/bin/$name"
+        done
+    done
+}
+
+# launcher PATH COMMAND: a script that runs COMMAND with its arguments.
+launcher() {
+    printf '#!/bin/sh\nexec %s "$@"\n' "$2" >"$1"
+    chmod 0755 "$1"
+}
+
 # The cross toolchain of one target: zig wrappers and the crossenv over the target's
 # Python, in $CROSS_DIR. It depends on the two builders and these scripts only, so it is
 # a layer of its own that every job of the same target reuses.
@@ -112,21 +171,13 @@ toolchain() {
     # The target's build description names its own compiler and -L<prefix>/lib, a folder
     # of this stage too (with the build platform's libraries): crossenv gets the cross
     # tools and link commands that name the target root only.
-    # crossenv installs the build venv's pip and setuptools into the cross venv: the very
-    # wheels ensurepip bundles, so no index needs to have them.
-    bundled=$(python3 -c 'import ensurepip, os; print(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled"))' \
-        2>/dev/null || true)
-    PIP_FIND_LINKS="$bundled" python3 -m crossenv --machine "$MACHINE" --sysroot "$SYSROOT" \
+    python3 -m crossenv --without-pip --machine "$MACHINE" --sysroot "$SYSROOT" \
         --cc "$bin/$ZIG_TARGET-cc" --cxx "$bin/$ZIG_TARGET-c++" --ar "$bin/$ZIG_TARGET-ar" \
         --config-var "LDSHARED=$bin/$ZIG_TARGET-cc -shared -L$prefix/lib" \
         --config-var "LDCXXSHARED=$bin/$ZIG_TARGET-c++ -shared -L$prefix/lib" \
         --config-var "BLDSHARED=$bin/$ZIG_TARGET-cc -shared -L$prefix/lib" \
         "$host_python" "$CROSS_DIR/venv"
-    . "$CROSS_DIR/venv/bin/activate"
-    # crossenv builds with its build side's setuptools, which came from ensurepip and may be
-    # older than a project needs (e.g. SPDX licenses): the index's newest, where it has one.
-    build-pip install -q --upgrade setuptools wheel \
-        || echo "wheeltasks: could not upgrade setuptools for the cross build; building with $(build-pip show setuptools 2>/dev/null | sed -n 's/^Version: //p')"
+    venv_tools "$CROSS_DIR/venv"
     echo "$prefix" >"$CROSS_DIR/prefix"
 }
 
