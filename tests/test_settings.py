@@ -117,20 +117,21 @@ def test_pips_default_index_is_kept_for_its_pip_version(tmp_path: Path, monkeypa
     from wheeltasks import index
 
     index.pip_default_index.cache_clear()
-    assert index.pip_default_index(tmp_path) == PyPI.simple_url
-    kept = tmp_path / "pip-default-index.json"
-    assert kept.is_file()
+    folder = tmp_path / "cache"  # made here: private, as the index cache's folder is
+    assert index.pip_default_index(folder) == PyPI.simple_url
+    kept = folder / "pip-default-index.json"
+    assert kept.is_file() and folder.stat().st_mode & 0o777 == 0o700
     index.pip_default_index.cache_clear()
 
     def no_pip(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("pip was started although its answer is kept")
 
     monkeypatch.setattr(subprocess, "run", no_pip)
-    assert index.pip_default_index(tmp_path) == PyPI.simple_url
+    assert index.pip_default_index(folder) == PyPI.simple_url
     index.pip_default_index.cache_clear()
     monkeypatch.setattr(index, "_pip_version", lambda: "0.0-another")
     with pytest.raises(AssertionError, match="pip was started"):
-        index.pip_default_index(tmp_path)
+        index.pip_default_index(folder)
     index.pip_default_index.cache_clear()
 
 

@@ -146,7 +146,7 @@ def _store(path: Path, key: str, pythons: list[str]) -> None:
     data = _read(path)
     data[key] = {"at": time.time(), "pythons": pythons}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the index cache's folder too
         write_atomic(path, json.dumps(data).encode())
     except OSError:
         pass  # only a cache

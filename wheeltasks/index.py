@@ -84,7 +84,7 @@ def pip_default_index(cache_dir: Path | None = None) -> str:
         raise WheelTasksError("PYPI_INDEX is not set and pip could not tell its default index: set PYPI_INDEX")
     if stored is not None:
         with contextlib.suppress(OSError):  # only a cache
-            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the index cache's folder
             write_atomic(stored, json.dumps({"for": key, "index": m[1]}).encode())
     return m[1]
 
