@@ -32,7 +32,7 @@ from tests.fixtures_index import PypiServer
 from tests.helpers import stop_and_time
 from wheeltasks.errors import RemoteError, WheelTasksError
 from wheeltasks.index import IndexClient
-from wheeltasks.indexcache import CACHE_FILE, cache_path, clear_cache
+from wheeltasks.indexcache import CACHE_FILE, cache_path, clear_cache, parsed_path
 from wheeltasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def test_cache_folder_and_files_are_private(fault_server: FaultServer, index_set
     IndexClient(settings).latest("wtfault", None)
     assert stat.S_IMODE(settings.cache_dir.stat().st_mode) == 0o700
     files = sorted(settings.cache_dir.iterdir())
-    assert cache_path(settings) in files
+    assert cache_path(settings) in files and parsed_path(settings) in files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
@@ -112,9 +112,11 @@ def test_a_world_readable_cache_is_made_private(fault_server: FaultServer, index
     fault_server.route("/simple/", faults.json_page("wtfault"))
     settings = index_settings(fault_server.url("/simple/"))
     IndexClient(settings).latest("wtfault", None)
-    cache_path(settings).chmod(0o644)
+    for path in (cache_path(settings), parsed_path(settings)):
+        path.chmod(0o644)
     IndexClient(settings, expire_after=0).latest("wtfault", None)  # reads the cache first
     assert stat.S_IMODE(cache_path(settings).stat().st_mode) == 0o600
+    assert stat.S_IMODE(parsed_path(settings).stat().st_mode) == 0o600
 
 
 def test_the_cache_is_made_only_when_a_page_is_stored(fault_server: FaultServer, index_settings: MakeSettings) -> None:

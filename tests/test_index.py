@@ -24,7 +24,7 @@ from tests.fixtures_index import (
 )
 from wheeltasks.errors import RemoteError, WheelTasksError
 from wheeltasks.index import IndexClient
-from wheeltasks.indexcache import cache_path, clear_cache
+from wheeltasks.indexcache import cache_path, clear_cache, parsed_path
 from wheeltasks.pages import ACCEPT, Release, parse_html_page
 from wheeltasks.settings import Settings
 
@@ -251,7 +251,8 @@ def test_credentials_never_appear_in_messages_or_the_cache(
         client_for(index_settings, down).latest("wtplain", None)
     assert "s3cret" not in str(unreachable.value)
     cache = cache_path(index_settings(url))
-    assert b"s3cret" not in b"".join(p.read_bytes() for p in cache.parent.glob(cache.name + "*"))
+    assert parsed_path(index_settings(url)).is_file()
+    assert b"s3cret" not in b"".join(p.read_bytes() for p in cache.parent.glob("*") if p.is_file())
 
 
 def test_clear_cache_reports_what_it_removed(static_index: StaticIndex, index_settings: MakeSettings) -> None:
@@ -260,7 +261,7 @@ def test_clear_cache_reports_what_it_removed(static_index: StaticIndex, index_se
     client.latest("wtbulk1", None)
     client.close()
     removed = clear_cache(settings)
-    assert cache_path(settings) in removed
+    assert cache_path(settings) in removed and parsed_path(settings) in removed
     assert clear_cache(settings) == []
 
 
@@ -352,11 +353,12 @@ def test_a_page_is_parsed_once_per_run(
     client.check_version("wtfix", "1.1.0", "3.11")
     assert parsed == ["wtfix"]
     assert client.network_requests == 1
-    # A new client (a new run) reads the cached page, and parses it once too.
+    # A new client (a new run) takes the files as parsed before: no parse, no request.
     again = client_for(index_settings, static_index.url("html"))
     for python in ("3.11", "3.12"):
         again.latest("wtfix", python)
-    assert parsed == ["wtfix", "wtfix"] and again.network_requests == 0
+    assert parsed == ["wtfix"] and again.network_requests == 0
+    assert again.files("wtfix") == client.files("wtfix")
 
 
 def test_a_client_that_looks_nothing_up_writes_nothing(index_settings: MakeSettings, tmp_path: Any) -> None:
@@ -383,3 +385,105 @@ def test_requests_cache_is_imported_without_other_backends_drivers() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
+
+
+# ---- the parsed pages ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["json", "html"])
+def test_files_read_back_as_they_were_parsed(
+    static_index: StaticIndex, index_server: str, index_settings: MakeSettings, layout: str
+) -> None:
+    """Every field of every file (yanked reasons, Requires-Python; pypiserver's sha256) is the
+    same from the parsed pages as from the page."""
+    for url, projects in ((static_index.url(layout), ("wtfix", "wtbulk1")), (index_server, ("wtplain",))):
+        first = client_for(index_settings, url)
+        parsed = {name: first.files(name) for name in projects}
+        again = client_for(index_settings, url)
+        assert {name: again.files(name) for name in projects} == parsed and again.network_requests == 0
+    assert all(f.sha256 and f.url for f in parsed["wtplain"])
+    fix = client_for(index_settings, static_index.url(layout)).files("wtfix")
+    assert any(f.yanked_reason for f in fix) and any(f.requires_python for f in fix)
+
+
+def test_a_warm_run_neither_imports_requests_cache_nor_parses(
+    static_index: StaticIndex, index_settings: MakeSettings
+) -> None:
+    """In new processes, as runs are: the second answers from the parsed pages alone."""
+    settings = index_settings(static_index.url("json"))
+    env = {"HOME": str(settings.cache_dir.parent), "WHEELTASKS_CACHE_DIR": str(settings.cache_dir),
+           "PYPI_INDEX": static_index.url("json")}
+    code = (
+        "import sys\n"
+        "from wheeltasks import index\n"
+        "from wheeltasks.settings import Settings\n"
+        "calls = []\n"
+        "real = index.parse_page\n"
+        "index.parse_page = lambda *a: calls.append(a[0]) or real(*a)\n"
+        f"settings = Settings.load(config={{}}, env={env!r}, flags={{}})\n"
+        "client = index.IndexClient(settings)\n"
+        "print(client.latest('wtfix', '3.11'), client.network_requests, calls, 'requests_cache' in sys.modules)\n"
+    )
+
+    def run() -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert run() == "1.1.0 1 ['wtfix'] True"
+    assert run() == "1.1.0 0 [] False"
+
+
+def test_an_expired_or_replaced_page_is_not_taken_from_the_parsed_pages(
+    make_index_server: Callable[[], PypiServer], index_settings: MakeSettings
+) -> None:
+    server = make_index_server()
+    assert client_for(index_settings, server.url, expire_after=1).latest("wtplain", None) == Version("1.5.0")
+
+    def later() -> datetime:
+        return datetime.now(timezone.utc) + timedelta(seconds=2)
+
+    # Past the page's expiry the parsed files are past it too: the index is asked again.
+    fetched = client_for(index_settings, server.url, clock=later)
+    assert fetched.latest("wtplain", None) == Version("1.5.0") and fetched.network_requests == 1
+    server.stop()
+    # ...and the page fetched then (stored for a day) replaced the expired parsed files.
+    assert client_for(index_settings, server.url, clock=later).latest("wtplain", None) == Version("1.5.0")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other parser", "bad rows", "fifo"])
+def test_damaged_parsed_pages_fall_back_to_the_page_cache(
+    static_index: StaticIndex, index_settings: MakeSettings, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import sqlite3
+
+    settings = index_settings(static_index.url("json"))
+    expected = client_for(index_settings, static_index.url("json")).files("wtfix")
+    path = parsed_path(settings)
+    if damage in ("garbage", "fifo"):
+        for companion in path.parent.glob(path.name + "*"):
+            companion.unlink()
+        if damage == "garbage":
+            path.write_bytes(b"not a database" * 100)
+        else:
+            os.mkfifo(path)
+    else:
+        with sqlite3.connect(path) as db:
+            if damage == "other parser":
+                db.execute("UPDATE parsed SET parser = 'older'")
+            else:
+                db.execute("UPDATE parsed SET files = '[[1, 2, 3]]'")
+        db.close()
+    with caplog.at_level(logging.WARNING):
+        client = client_for(index_settings, static_index.url("json"))
+        assert client.files("wtfix") == expected
+        client.close()
+    assert client.network_requests == 0  # the page cache still had the page
+    assert not caplog.text  # a derived cache: nothing to tell the user
+    if damage != "fifo":  # made anew, and read back by the next run
+        again = client_for(index_settings, static_index.url("json"))
+        assert again.files("wtfix") == expected
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM parsed").fetchone() == (1,)
+        db.close()

@@ -34,7 +34,7 @@ from requests.adapters import HTTPAdapter
 from . import remote
 from .errors import RemoteError, WheelTasksError
 from .files import atomic_writer, write_atomic
-from .indexcache import PIP_DEFAULT_FILE, Clock, PageCache, cache_path, clear_cache, utc_now
+from .indexcache import PIP_DEFAULT_FILE, Clock, PageCache, ParsedPages, cache_path, clear_cache, parsed_path, utc_now
 from .pages import ACCEPT, DistFile, Release, UnreadablePage, group_releases, newest_installable, parse_page
 from .settings import Settings
 from .urls import redact, split_credentials
@@ -174,6 +174,7 @@ class IndexClient:
         self._cache = PageCache(
             cache_path(settings), expiry if isinstance(expiry, timedelta) else timedelta(seconds=expiry), clock
         )
+        self._parsed = ParsedPages(parsed_path(settings), clock, pages_path=cache_path(settings))
         self._sleep = sleep
         self._session = remote.Session()
         self._session.auth = auth
@@ -200,6 +201,7 @@ class IndexClient:
     def close(self) -> None:
         self._session.close()
         self._cache.close()
+        self._parsed.close()
 
     # ---- look-ups -------------------------------------------------------------------
 
@@ -233,11 +235,18 @@ class IndexClient:
             return self._files.setdefault(url, files)
 
     def _from_cache(self, project: str, url: str) -> tuple[CachedResponse | None, list[DistFile] | None]:
-        """The cached page (fresh or not), and its files when it is fresh and parses."""
+        """The files of a fresh cached page (as parsed before, or parsed now), else None and
+        the cached page, fresh or not, when there is one."""
+        files = self._parsed.get(url)
+        if files is not None:
+            return None, files
         cached = self._cache.get(url)
         if cached is None or not self._cache.fresh(cached):
             return cached, None
-        return cached, _parse_cached(project, cached, url)
+        files = _parse_cached(project, cached, url)
+        if files is not None:
+            self._parsed.put(url, files, cached.expires)
+        return cached, files
 
     def _fetch_files(self, project: str, url: str) -> list[DistFile]:
         cached, files = self._from_cache(project, url)
@@ -250,7 +259,7 @@ class IndexClient:
             return self._stale_or_fail(project, url, cached, _NoAnswer(str(exc), unusable=True))
         except _NoAnswer as exc:
             return self._stale_or_fail(project, url, cached, exc)
-        self._cache.put(url, answer.content_type, answer.body)
+        self._parsed.put(url, files, self._cache.put(url, answer.content_type, answer.body))
         return files
 
     def download(self, file: DistFile, dest: Path) -> Path:

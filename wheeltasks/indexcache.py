@@ -4,13 +4,16 @@ in a private file of the user's cache folder (``WHEELTASKS_CACHE_DIR``).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
 import sqlite3
 import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +21,9 @@ from typing import TYPE_CHECKING
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from . import pages
 from .errors import WheelTasksError
+from .pages import DistFile
 from .settings import Settings
 
 if TYPE_CHECKING:  # requests-cache (and the backends it loads) is imported on first use:
@@ -35,6 +40,7 @@ _OTHER_DRIVERS = ("boto3", "botocore", "pymongo", "gridfs", "bson", "redis", "uj
 _IMPORTING = threading.Lock()  # the index's look-up threads may be first at once
 
 CACHE_FILE = "index-cache.sqlite"
+PARSED_FILE = "index-parsed.sqlite"  # the cached pages' files as parsed (ParsedPages)
 PIP_DEFAULT_FILE = "pip-default-index.json"  # pip's default index, as index.pip_default_index keeps it
 CORRUPT_SUFFIX = ".corrupt"
 Clock = Callable[[], datetime]  # the time now, in UTC (aware)
@@ -48,16 +54,22 @@ def cache_path(settings: Settings) -> Path:
     return settings.cache_dir / CACHE_FILE
 
 
+def parsed_path(settings: Settings) -> Path:
+    return settings.cache_dir / PARSED_FILE
+
+
 def _cache_files(base: Path) -> tuple[Path, ...]:
     """The SQLite file, its WAL companions, and a corrupt copy moved aside."""
     return tuple(base.with_name(base.name + suffix) for suffix in ("", "-wal", "-shm", CORRUPT_SUFFIX))
 
 
 def clear_cache(settings: Settings) -> list[Path]:
-    """Delete the index cache (the SQLite file and its companions, and pip's default index as
-    ``index.pip_default_index`` keeps it); return what was removed."""
+    """Delete the index cache (the SQLite files and their companions: the pages and the
+    files parsed from them, and pip's default index as ``index.pip_default_index`` keeps
+    it); return what was removed."""
     removed = []
-    for path in (*_cache_files(cache_path(settings)), settings.cache_dir / PIP_DEFAULT_FILE):
+    for path in (*_cache_files(cache_path(settings)), *_cache_files(parsed_path(settings)),
+                 settings.cache_dir / PIP_DEFAULT_FILE):
         try:
             if path.is_file() or path.is_symlink():
                 path.unlink()
@@ -102,7 +114,8 @@ class PageCache:
             log.warning("could not read the index cache %s (%s); asking the index", self.path, exc)
             return None
 
-    def put(self, url: str, content_type: str, body: bytes) -> None:
+    def put(self, url: str, content_type: str, body: bytes) -> datetime:
+        """Store a page that parsed; return when it expires."""
         _import_requests_cache()
         from requests_cache.models.request import CachedRequest
         from requests_cache.models.response import CachedResponse
@@ -117,10 +130,12 @@ class PageCache:
         )
         backend = self._opened(create=True)
         assert backend is not None
+        expires = self._clock() + self.expiry
         try:
-            backend.save_response(stored, self._key(backend, url), self._clock() + self.expiry)
+            backend.save_response(stored, self._key(backend, url), expires)
         except sqlite3.Error as exc:
             log.warning("could not write the index cache %s (%s); run `inv clean-cache` if it persists", self.path, exc)
+        return expires
 
     def fresh(self, cached: CachedResponse) -> bool:
         """Whether a stored page is still within the expiry it was stored with."""
@@ -133,6 +148,133 @@ class PageCache:
     @staticmethod
     def _key(backend: SQLiteCache, url: str) -> str:
         return backend.create_key(requests.Request("GET", url).prepare())
+
+
+def _parser_key() -> str:
+    """Which parser wrote a row: a hash of pages.py (its rules decide the files), so a
+    wheeltasks that parses otherwise never reads an older one's rows."""
+    try:
+        return hashlib.sha256(Path(pages.__file__).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "unknown"
+
+
+class ParsedPages:
+    """The files of the cached pages as parsed, so a warm plan neither imports requests-cache
+    nor parses a page (most of a warm `check`): a cache derived from PageCache, in plain
+    sqlite3, one JSON row per page URL, holding until that page's own expiry and only for
+    the parser that wrote it (``_parser_key``).
+
+    Best effort: a file, row or value that does not read back is a miss (the page is read
+    and parsed as before, and the row written again); nothing here raises. The file is
+    private like the page cache's, made only beside a stored page, and `clean-cache`
+    removes it.
+    """
+
+    def __init__(self, path: Path, clock: Clock = utc_now, *, pages_path: Path | None = None) -> None:
+        """``pages_path``: the page cache's file, made private (0600) here too when this
+        opens, as the page cache would (a warm run does not open it)."""
+        self.path = path
+        self._clock = clock
+        self._also_private = _cache_files(pages_path)[:3] if pages_path is not None else ()
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection, shared by the look-up threads
+        self._parser: str | None = None
+
+    def get(self, url: str) -> list[DistFile] | None:
+        with self._lock:
+            db = self._connect(create=False)
+            if db is None:
+                return None
+            try:
+                row = db.execute("SELECT parser, expires, files FROM parsed WHERE url = ?", (url,)).fetchone()
+            except sqlite3.Error as exc:
+                log.debug("parsed index cache %s unreadable (%s)", self.path, exc)
+                return None
+            parser = self._parser_key()
+        if row is None or row[0] != parser or (row[1] is not None and self._clock().timestamp() >= row[1]):
+            return None
+        try:
+            return [pages.file_from_row(entry) for entry in json.loads(row[2])]
+        except (ValueError, TypeError, RecursionError) as exc:
+            log.debug("parsed index cache %s: the row of %s does not read back (%s)", self.path, url, exc)
+            return None
+
+    def put(self, url: str, files: Sequence[DistFile], expires: datetime | None) -> None:
+        text = json.dumps([pages.file_row(f) for f in files], separators=(",", ":"))
+        with self._lock:
+            db = self._connect(create=True)
+            if db is None:
+                return
+            try:
+                db.execute("INSERT OR REPLACE INTO parsed VALUES (?, ?, ?, ?)",
+                           (url, self._parser_key(), None if expires is None else expires.timestamp(), text))
+            except sqlite3.Error as exc:
+                log.debug("could not write the parsed index cache %s (%s)", self.path, exc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _parser_key(self) -> str:
+        if self._parser is None:
+            self._parser = _parser_key()
+        return self._parser
+
+    def _connect(self, create: bool) -> sqlite3.Connection | None:
+        """The open database (under the lock); None where there is none to read, or it is
+        not a regular file. One that is not a database is made anew when writing."""
+        if self._db is not None:
+            return self._db
+        for again in (False, True):
+            if not _private_regular_file(self.path, create):
+                return None
+            try:
+                db = sqlite3.connect(self.path, timeout=2, isolation_level=None, check_same_thread=False)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("CREATE TABLE IF NOT EXISTS parsed "
+                               "(url TEXT PRIMARY KEY, parser TEXT NOT NULL, expires REAL, files TEXT NOT NULL)")
+                except sqlite3.Error:
+                    db.close()
+                    raise
+            except sqlite3.DatabaseError as exc:
+                log.debug("parsed index cache %s unusable (%s)", self.path, exc)
+                if not create or again or isinstance(exc, sqlite3.OperationalError):
+                    return None
+                for old in _cache_files(self.path)[:3]:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+                continue
+            self._db = db
+            with contextlib.suppress(OSError):
+                _tighten((*_cache_files(self.path)[1:3], *self._also_private))
+            return db
+        return None
+
+
+def _private_regular_file(path: Path, create: bool) -> bool:
+    """Whether `path` is a regular file (made, 0600, when `create` and its folder exists),
+    its mode tightened to 0600; False for anything else, never an error (nor a wait on a
+    FIFO)."""
+    flags = os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError:
+        return False
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return False
+        if mode & 0o077:
+            os.fchmod(fd, 0o600)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _import_requests_cache() -> None:
@@ -190,6 +332,13 @@ def _open_backend(path: Path, *, again: bool = False) -> SQLiteCache:
         return _open_backend(path, again=True)
 
 
+def _tighten(paths: Sequence[Path]) -> None:
+    """Make those of `paths` that are regular files private (0600)."""
+    for existing in paths:
+        if existing.is_file() and existing.stat().st_mode & 0o077:
+            existing.chmod(0o600)
+
+
 def _make_private(path: Path) -> None:
     """Create the cache folder (0700) and file (0600); tighten an existing file's mode."""
     folder = path.parent
@@ -205,9 +354,7 @@ def _make_private(path: Path) -> None:
             raise WheelTasksError(
                 f"the index cache {path} is not a regular file: remove it, or set WHEELTASKS_CACHE_DIR to another folder"
             )
-        for existing in _cache_files(path)[:3]:
-            if existing.exists() and existing.stat().st_mode & 0o077:
-                existing.chmod(0o600)
+        _tighten(_cache_files(path)[:3])
     except (FileExistsError, NotADirectoryError):
         raise WheelTasksError(
             f"the cache folder {folder} is not a folder (a file is in the way): remove that file, "

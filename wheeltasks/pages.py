@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
+from typing import NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -39,10 +40,11 @@ NEWEST_PATCH = 999
 # ---- data ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DistFile:
+class DistFile(NamedTuple):
     """One file listed on a project page; ``url`` is absolute (resolved against the page's
-    URL), without its fragment; ``sha256`` the hash the index gives, empty when none."""
+    URL), without its fragment; ``sha256`` the hash the index gives, empty when none.
+    A named tuple: a page lists thousands, and a frozen dataclass takes seven times as long
+    to make (most of reading a cached page's files)."""
 
     filename: str
     version: Version
@@ -155,6 +157,27 @@ def make_file(
 
 
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+# A file as a row of plain values (JSON), and back: the index cache keeps parsed pages so,
+# and a row that does not read back raises ValueError or TypeError.
+FileRow = tuple[str, str, str | None, bool, str, str, str]
+
+
+def file_row(file: DistFile) -> FileRow:
+    spec = None if file.requires_python is None else str(file.requires_python)
+    return (file.filename, str(file.version), spec, file.yanked, file.yanked_reason, file.url, file.sha256)
+
+
+def file_from_row(row: list[object]) -> DistFile:
+    filename, version, spec, yanked, reason, url, sha256 = row
+    if _ROW_TYPES != (type(filename), type(version), spec is None or type(spec) is str,
+                      type(yanked), type(reason), type(url), type(sha256)):
+        raise TypeError(f"not a file row: {row!r:.80}")
+    return DistFile(filename, _version(version), parse_requires_python(spec), yanked, reason, url, sha256)  # type: ignore[arg-type]
+
+
+_ROW_TYPES = (str, str, True, bool, str, str, str)
 
 
 def file_url(base: str, href: str) -> tuple[str, str]:
