@@ -267,3 +267,20 @@ def test_a_plan_imports_no_elf_reader_nor_other_cache_backends(tmp_path: Path, c
     warm = imported(["wheeltasks", "resolve", "wtzlib", "--json"], tmp_path, cli_env)
     assert "requests_cache" not in warm and not warm & NOT_FOR_A_PLAN, sorted(warm & NOT_FOR_A_PLAN)
 
+
+def test_a_machine_without_docker_plans_but_does_not_build(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """buildx is asked while the plan reads the index: without the docker CLI a plan is still
+    made, on this machine's CPU, with a note; a build is one clear error (exit 2)."""
+    bin_dir = tmp_path / "bin"  # this Python, and no docker
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {**cli_env, "PATH": str(bin_dir), "WHEELTASKS_PROJECT_DIR": str(tmp_path)}
+    planned = run(wheeltasks("resolve", "wtplain-py3.11-amd64", "--json"), tmp_path, env)
+    assert planned.returncode == 0, planned.stderr
+    assert "planning without build engines (buildx is missing: install the docker-buildx plugin" in planned.stderr
+    assert "native means this machine's CPU" in planned.stderr and "Traceback" not in planned.stderr
+    (job,) = json.loads(planned.stdout)
+    assert (job["target"], job["node"]) == ("wtplain1.5.0-py3.11-amd64", None)
+    built = run(wheeltasks("build", "wtplain-py3.11-amd64"), tmp_path, env)
+    assert built.returncode == 2, built.stderr
+    assert "buildx is missing: install the docker-buildx plugin" in built.stderr and "Traceback" not in built.stderr

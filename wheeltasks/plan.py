@@ -307,7 +307,7 @@ def resolve(
     texts: Sequence[str],
     index: VersionSource,
     both: bool = False,
-    router: Callable[[str], Route] | None = None,
+    router: Callable[[str], Route | None] | None = None,
     newest: Callable[[], str] | None = None,
     pin: Callable[[Iterable[tuple[str, Arch]]], Mapping[tuple[str, Arch], str]] | None = None,
     requirements: Sequence[Path] = (),

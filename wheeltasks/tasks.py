@@ -151,18 +151,45 @@ REQUIREMENTS_HELP = (
 )
 
 
-def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route] | None:
+def routes(settings: Settings, strict: bool) -> Callable[[str], engines.Route | None]:
     """Each platform's builder and node. Where nothing will be built (resolve, NOOP) a
-    machine without buildx or an engine still plans, on this machine's CPU, with a note."""
+    machine without buildx or an engine still plans, on this machine's CPU, with a note
+    (every platform's route is then None).
+
+    buildx is asked on a thread from now (its docker CLI calls are a third of a second),
+    while the plan reads the recipes and the index; the first job routed waits for it, and
+    gets its error in a strict run.
+    """
+    import concurrent.futures
+    import threading
+
     from . import buildx
 
-    try:
-        return buildx.router(settings)
-    except WheelTasksError as exc:
-        if strict or settings.builders:
-            raise
-        console.note(f"planning without build engines ({exc}); native means this machine's CPU")
-        return None
+    asked: concurrent.futures.Future[Callable[[str], engines.Route]] = concurrent.futures.Future()
+
+    def ask() -> None:
+        try:
+            asked.set_result(buildx.router(settings))
+        except BaseException as exc:  # given to the thread that routes
+            asked.set_exception(exc)
+
+    threading.Thread(target=ask, name="wheeltasks-buildx", daemon=True).start()  # Ctrl-C ends the run at once
+
+    @functools.cache
+    def found() -> Callable[[str], engines.Route] | None:
+        try:
+            return asked.result()
+        except WheelTasksError as exc:
+            if strict or settings.builders:
+                raise
+            console.note(f"planning without build engines ({exc}); native means this machine's CPU")
+            return None
+
+    def route(platform: str) -> engines.Route | None:
+        builder_for = found()
+        return builder_for(platform) if builder_for is not None else None
+
+    return route
 
 
 def plan_for(
