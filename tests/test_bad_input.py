@@ -293,7 +293,7 @@ def test_broken_pipe_is_quiet(tmp_path: Path, base_env: dict[str, str]) -> None:
         f"{sys.executable} -m wheeltasks resolve wtplain-pyall wtzlib-pyall wtdep-pyall --both --json | head -c 10",
         shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )
-    assert done.stdout == '[\n  {\n    "'[:10]
+    assert done.stdout == '[\n  {"target"'[:10]
     assert done.stderr == "", done.stderr
 
 

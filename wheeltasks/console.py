@@ -114,7 +114,12 @@ def last_line(path: Path, width: int = 200) -> str:
 
 
 def emit_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
+    """JSON on stdout: a list one item to a line (json's C encoder: ``indent`` takes its
+    pure-Python one, a fifth of a second for the 1,490 jobs of `all`), anything else indented."""
+    if isinstance(data, list):
+        print("[\n" + ",\n".join(f"  {json.dumps(item)}" for item in data) + "\n]" if data else "[]")
+    else:
+        print(json.dumps(data, indent=2))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream: TextIO | None = None) -> None:
