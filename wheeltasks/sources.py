@@ -31,7 +31,7 @@ from .job import Job, Mode, Source
 from .pages import DistFile
 from .settings import Kind, Reuse, Settings
 from .targets import DEFAULT_SSL
-from .wheeltags import abi3_floor, is_pure, preference, target_ranks
+from .wheeltags import abi3_floor, is_pure, preference, target_platforms, target_ranks
 
 FilesOf = Callable[[str], Sequence[DistFile]]
 
@@ -50,11 +50,16 @@ def index_wheel(job: Job, files: Iterable[DistFile]) -> DistFile | None:
     """The index's most preferred wheel of the job's version that its platform and Python
     accept (musllinux or pure for a shared job), with a sha256; None when there is none."""
     ranks = target_ranks(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED)
+    platforms = target_platforms(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED)
     best: tuple[int, DistFile] | None = None
     for file in files:
         if file.version != job.version or file.yanked or not file.filename.endswith(".whl"):
             continue
         if not file.url or not file.sha256:
+            continue
+        # The platform tags are the name's last field: most of a version's wheels (other
+        # systems and CPUs) are passed over by it, without parsing the name's tags.
+        if platforms.isdisjoint(file.filename[:-4].rpartition("-")[2].split(".")):
             continue
         rank = preference(file.filename, ranks)
         if rank is not None and (best is None or rank < best[0]):

@@ -43,6 +43,12 @@ def target_ranks(arch: Arch, python: str, *, unrepaired: bool = True) -> Mapping
     return {tag: rank for rank, tag in enumerate(target_tags(arch, python, unrepaired=unrepaired))}
 
 
+@functools.cache
+def target_platforms(arch: Arch, python: str, *, unrepaired: bool = True) -> frozenset[str]:
+    """The platform parts of :func:`target_tags` (``musllinux_1_2_aarch64``, ``any``, ...)."""
+    return frozenset(tag.platform for tag in target_tags(arch, python, unrepaired=unrepaired))
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed(filename: str) -> tuple[NormalizedName, frozenset[Tag]] | None:
     """A wheel file name's distribution and tags (``packaging``); None for a name that is not a wheel's."""
