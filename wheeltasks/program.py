@@ -101,6 +101,11 @@ class WheelTasksProgram(Program):
             super().parse_core(argv)
         except ParseError as exc:
             raise parse_error(exc) from None
+        # invoke stops Python writing .pyc files (for the task files it imports, unless
+        # --write-pyc): this program imports no project file, only its own modules, which
+        # an editable install would otherwise compile again in every run (a tenth of a
+        # second). The interpreter's own setting (-B, PYTHONDONTWRITEBYTECODE) still holds.
+        sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
     def parse_collection(self) -> None:
         super().parse_collection()
