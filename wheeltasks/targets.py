@@ -30,6 +30,7 @@ the version.
 from __future__ import annotations
 
 import enum
+import functools
 import platform as host_platform
 import re
 from collections.abc import Sequence
@@ -427,13 +428,19 @@ def module_label(module: str, ssl: SSL | None) -> str:
 def join_version(label: str, version: Version | None) -> str:
     if version is None:
         return label
+    # By the version's own spelling (str): equal Versions (1.0, 1.0.0) keep theirs.
+    return _join_spelled(label, str(version))
+
+
+@functools.lru_cache(maxsize=4096)
+def _join_spelled(label: str, version: str) -> str:
     # Written together only where rule 2 of the module docstring reads it back, and where
     # the last part does not then read as a suffix (``foo-py`` + ``3.12`` is not ``-py3.12``).
     # Nor as a Python with a patch number (``foo-py`` + ``3.11.2``), which parsing refuses
     # after the first part.
     last = f"{label.rsplit('-', 1)[-1]}{version}"
     python_like = "-" in label and _PYTHON_LIKE_RE.fullmatch(last)
-    together = label[-1].isalpha() and _DOTTED_RE.match(str(version)) and not _is_suffix(last) and not python_like
+    together = label[-1].isalpha() and _DOTTED_RE.match(version) and not _is_suffix(last) and not python_like
     return f"{label}{'' if together else '_'}{version}"
 
 
