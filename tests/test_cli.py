@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -284,3 +285,20 @@ def test_a_machine_without_docker_plans_but_does_not_build(tmp_path: Path, cli_e
     built = run(wheeltasks("build", "wtplain-py3.11-amd64"), tmp_path, env)
     assert built.returncode == 2, built.stderr
     assert "buildx is missing: install the docker-buildx plugin" in built.stderr and "Traceback" not in built.stderr
+
+
+def test_the_program_lets_python_keep_its_compiled_modules(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """invoke stops Python writing .pyc files for the task files it imports; the wheeltasks
+    program imports none, so the modules a plan imports once it runs are kept compiled
+    (else an editable install compiles them again in every run)."""
+    prefix = tmp_path / "pyc"
+    env = {k: v for k, v in cli_env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPYCACHEPREFIX=str(prefix), WHEELTASKS_PROJECT_DIR=str(tmp_path))
+    done = run(wheeltasks("resolve", "wtplain-py3.11-amd64", "--json"), tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept = {path.name.split(".")[0] for path in prefix.rglob("wheeltasks/*.pyc")}
+    assert {"plan", "index", "sources"} <= kept, sorted(kept)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the interpreter's own setting still holds
+    shutil.rmtree(prefix)
+    assert run(wheeltasks("resolve", "wtplain-py3.11-amd64", "--json"), tmp_path, env).returncode == 0
+    assert not list(prefix.rglob("*.pyc"))
