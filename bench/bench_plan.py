@@ -6,9 +6,10 @@ Against a floor measured in the same run (a Python that only imports invoke, whi
 wheeltasks command needs): `wheeltasks --help`; `wheeltasks resolve all --json` (1,490 jobs
 on the public index, warm: its pages cached by a first, untimed run); `wheeltasks check`
 for the default modules against the local registry (127.0.0.1:5000, an empty namespace:
-every module out of date), warm. The median wall time of each, its peak memory, and the
-ratio to the floor. Writes bench/results/plan.{txt,json}. Needs `bash .ci/services.sh`
-(buildx, the registry) and the public index.
+every module out of date), warm. Round by round, each command once a round: the median
+wall time of each, its peak memory, and the median of its ratios to its round's floor.
+Writes bench/results/plan.{txt,json}. Needs `bash .ci/services.sh` (buildx, the registry)
+and the public index.
 """
 
 from __future__ import annotations
@@ -61,16 +62,24 @@ def main() -> None:
     }
     for name in ("--help", "resolve all", "check"):  # warm the index cache, the builders' Pythons, the compiled modules
         measure(commands[name], env, folder)
+    # Round by round, each command once in turn: this machine's speed drifts (a shared VM),
+    # so each run is set against the floor of its own round, and the ratio is their median.
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in commands}
+    for _ in range(args.rounds):
+        for name, command in commands.items():
+            runs[name].append(measure(command, env, folder))
+    floors = [s for s, _ in runs["floor (import invoke)"]]
     rows: dict[str, dict[str, Any]] = {}
-    for name, command in commands.items():
-        runs = [measure(command, env, folder) for _ in range(args.rounds)]
-        rows[name] = {"seconds": round(statistics.median(s for s, _ in runs), 3), "peak_mib": max(m for _, m in runs)}
-    floor = rows["floor (import invoke)"]["seconds"]
-    lines = [f"median of {args.rounds} runs each, warm; load average at the end {os.getloadavg()[0]:.2f}", "",
+    for name, measured in runs.items():
+        rows[name] = {"seconds": round(statistics.median(s for s, _ in measured), 3),
+                      "vs_floor": round(statistics.median(s / f for (s, _), f in zip(measured, floors, strict=True)), 2),
+                      "peak_mib": max(m for _, m in measured)}
+    lines = [f"median of {args.rounds} rounds (each command once a round), warm; "
+             f"load average at the end {os.getloadavg()[0]:.2f}", "",
              f"{'command':<24} {'seconds':>8} {'peak MiB':>9} {'vs floor':>9} {'target':>7}"]
     for name, row in rows.items():
         target = TARGETS.get(name)
-        lines.append(f"{name:<24} {row['seconds']:>8.3f} {row['peak_mib']:>9} {row['seconds'] / floor:>8.1f}x "
+        lines.append(f"{name:<24} {row['seconds']:>8.3f} {row['peak_mib']:>9} {row['vs_floor']:>8.1f}x "
                      f"{f'{target:.1f} s' if target else '':>7}")
     save("plan", lines, {"rows": rows, "targets": TARGETS})
 
