@@ -10,7 +10,7 @@ import pytest
 from packaging.version import Version
 
 from tests.helpers import make_settings
-from wheeltasks import snippet, wheelset
+from wheeltasks import runreport, snippet, wheelset
 from wheeltasks.index import IndexClient
 from wheeltasks.plan import resolve
 from wheeltasks.requirements import closure_of, marker_environment, resolve_file
@@ -86,7 +86,7 @@ def test_pip_resolves_the_file_for_each_target_not_for_this_machine(
 
 
 def test_the_plan_has_a_job_per_distribution_after_those_it_needs_and_a_wheel_set_per_platform(
-    tmp_path: Path, index_server: str, requirements_file: Path
+    tmp_path: Path, index_server: str, requirements_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(tmp_path, env={"PYPI_INDEX": index_server, "ARCHES": "amd64 arm64v8",
                                             "PYTHON_VERSIONS": "3.11", "WHEELS_REGISTRY": "127.0.0.1:9/me"})
@@ -105,6 +105,14 @@ def test_the_plan_has_a_job_per_distribution_after_those_it_needs_and_a_wheel_se
     assert wheelset.set_images(settings, again.sets)[0].tag == image.tag
     named = make_settings(tmp_path, env={"PYPI_INDEX": index_server, "IMAGE_TAG": "myapp", "WHEELS_REGISTRY": "r:5/me"})
     assert wheelset.set_images(named, again.sets)[0].image(named) == "r:5/me/python-musl-wheels:myapp-py3.11"
+    # resolve -r FILE shows the set image each platform's closure goes into, as text and JSON.
+    runreport.print_plan(settings, plan)
+    shown = capsys.readouterr().out.split("\nwheel sets")[1].splitlines()
+    assert f"{image.image(settings)}  linux/arm64/v8  wtabi==1.0.0 wtzlib==1.0.0 wtdep==1.0.0 wtstatx==1.0.0" in shown
+    assert sum(image.image(settings) in line for line in shown) == 2  # one row per platform
+    rows = {row["target"]: row["wheel_sets"] for row in runreport.plan_json(settings, plan)}
+    assert rows["wtstatx1.0.0-py3.11-arm64v8"] == [image.image(settings)]
+    assert rows["wtturn2.0.0-py3.11-amd64"] == []  # a target's job, in no set
     text = snippet.wheel_set_lines(settings, [image], requirements_file)
     assert f"FROM --platform=$TARGETPLATFORM {image.image(settings)} AS " in text
     assert "RUN pip install --no-index --find-links /wheels -r /tmp/requirements.txt" in text

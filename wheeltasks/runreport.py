@@ -16,7 +16,7 @@ from .files import write_atomic
 from .flow import Outcome
 from .job import Job, Mode
 from .plan import Plan
-from .settings import Settings
+from .settings import Kind, Settings
 
 REPORT_FILE = "run-report.json"
 
@@ -177,10 +177,31 @@ def source_text(job: Job) -> str:
     return job.source.value
 
 
-def print_plan(plan: Plan) -> None:
+def plan_json(settings: Settings, plan: Plan) -> list[dict[str, Any]]:
+    """``resolve --json``: each job, with the wheel set images (-r FILE) its wheel goes into."""
+    sets: dict[tuple[str, str, Kind], list[str]] = {}
+    if plan.sets:
+        from .wheelset import set_images, sets_of_jobs  # the registry's client: only for sets
+
+        sets = sets_of_jobs(settings, set_images(settings, plan.sets))
+    return [{**job.to_json(), "wheel_sets": sets.get(job.key, [])} for job in plan.jobs]
+
+
+def print_plan(settings: Settings, plan: Plan) -> None:
+    """The jobs, then a requirements file's wheel sets (-r FILE): the images a Dockerfile copies."""
     console.table(
         ("target", "kind", "platform", "source", "image"),
         [(job.target, job.kind.value, job.platform, source_text(job), job.image) for job in plan.jobs],
+    )
+    if not plan.sets:
+        return
+    from .wheelset import set_images  # the registry's client: only for a plan that has sets
+
+    print("\nwheel sets (push writes each image; a platform's manifest holds its closure):")
+    console.table(
+        ("image", "platform", "wheels"),
+        [(image.image(settings), one.arch.platform, " ".join(f"{job.module}=={job.version}" for job in one.jobs))
+         for image in set_images(settings, plan.sets) for one in image.sets],
     )
 
 
@@ -188,7 +209,7 @@ def print_noop(settings: Settings, plan: Plan, steps: Sequence[str], builds: boo
     """NOOP: the plan, the steps that would run and, where they build, the build commands."""
     from . import build as build_step  # docker's SDK: not for a report or a plan shown
 
-    print_plan(plan)
+    print_plan(settings, plan)
     print(f"\nNOOP: would run {' -> '.join(steps)} for {len(plan.jobs)} job(s); commands:")
     for job in plan.jobs:
         if not builds:

@@ -225,12 +225,12 @@ def plan_for(
 def _resolve(settings: Settings, targets: str, requirements: str = "", json: bool = False) -> None:
     """Show the ordered jobs the targets (or -r FILE) resolve to (versions from the index)."""
     plan = plan_for(settings, targets, build=False, requirements=requirements)
-    if json:
-        console.emit_json([job.to_json() for job in plan.jobs])
-    else:
-        from .runreport import print_plan
+    from .runreport import plan_json, print_plan
 
-        print_plan(plan)
+    if json:
+        console.emit_json(plan_json(settings, plan))
+    else:
+        print_plan(settings, plan)
 
 
 def show_check_rows(rows: list[check_mod.CheckRow], json: bool) -> None:

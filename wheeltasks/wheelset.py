@@ -56,6 +56,16 @@ def set_images(settings: Settings, sets: Iterable[WheelSet]) -> list[SetImage]:
     return images
 
 
+def sets_of_jobs(settings: Settings, images: Iterable[SetImage]) -> dict[tuple[str, str, Kind], list[str]]:
+    """Job.key -> the wheel set images its wheel goes into (for ``resolve -r FILE --json``)."""
+    found: dict[tuple[str, str, Kind], list[str]] = {}
+    for image in images:
+        for one in image.sets:
+            for job in one.jobs:
+                found.setdefault(job.key, []).append(image.image(settings))
+    return found
+
+
 def wheels_of(one: WheelSet) -> list[Path]:
     """One wheel per distribution of the set, from its jobs' results (which may hold their
     dependencies' wheels too: the first of each distribution is kept)."""
