@@ -336,3 +336,30 @@ def test_stop_signals_leave_an_ignored_sighup_ignored() -> None:
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_the_run_uses_the_index_client_it_was_planned_with(
+    tmp_path: Path, index_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One client per run: CLEAN_CACHE clears the cache once, when the plan's client is made,
+    not again when a job takes its wheel from the index (the plan's pages stay cached)."""
+    from wheeltasks import index as index_mod
+    from wheeltasks import tasks
+
+    cleared: list[Path] = []
+    clear = index_mod.clear_cache
+
+    def clear_and_count(settings: Settings) -> list[Path]:
+        cleared.extend(clear(settings))
+        return cleared
+
+    monkeypatch.setattr(index_mod, "clear_cache", clear_and_count)
+    settings = make_settings(tmp_path, env={"PYPI_INDEX": index_server, "CLEAN_CACHE": "1", "ARCHES": "amd64"})
+    client = index_mod.IndexClient(settings)
+    plan = tasks.plan_for(settings, "wtplain", client, build=False, route=False)
+    assert cleared == [] and any(settings.cache_dir.iterdir())  # nothing to clear yet; then the plan's pages
+    seen: list[object] = []
+    table = {**steps.BY_NAME, steps.BUILD.name: dataclasses.replace(
+        steps.BUILD, run=lambda context, job, result: seen.append(context.index))}
+    scheduler.Runner(settings, plan, steps=table, index=client).run(("build",), width=1)
+    assert seen == [client] * len(plan.jobs) and cleared == []  # the plan's cache was not cleared again

@@ -18,6 +18,7 @@ on are each one error (:func:`check_inputs`). The steps themselves (``build``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import docker_engine
 from .errors import WheelTasksError
@@ -29,6 +30,9 @@ from .scheduler import Runner
 from .settings import Settings
 from .steps import BUILD, EXPORT, PULL_EXISTING, PUSH, REPAIR, STEPS
 from .workdir import State
+
+if TYPE_CHECKING:
+    from .index import IndexClient
 
 
 def default_steps(settings: Settings) -> list[str]:
@@ -43,12 +47,14 @@ def run(
     *,
     json_report: bool = False,
     live: bool = False,
+    index: IndexClient | None = None,
 ) -> RunReport:
     """Run ``steps`` (default: :func:`default_steps`) for every job.
 
     Up to JOBS jobs run at once (default: the engine's CPU count). With ``json_report`` the
     run's report is printed as JSON on stdout (also when jobs failed); with ``live`` a line
-    per running job is kept up to date on the terminal.
+    per running job is kept up to date on the terminal. ``index``: the client the plan was
+    resolved with, for the wheels the run takes from the index.
     """
     if steps is None:
         steps = default_steps(settings)
@@ -64,7 +70,7 @@ def run(
         for arch, engine in dict.fromkeys((job.arch, job.engine) for job in plan.jobs):
             docker_engine.check_build(arch, engine)
     width = settings.jobs or (_engine_cpus(plan) if builds else 1)
-    return Runner(settings, plan, json_report, live).run(steps, width)
+    return Runner(settings, plan, json_report, live, index=index).run(steps, width)
 
 
 def check_inputs(settings: Settings, plan: Plan, steps: Sequence[str]) -> None:

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from . import console, wheelset
 from . import running as running_module
@@ -23,6 +24,9 @@ from .plan import Plan
 from .runreport import REPORT_FILE, JobResult, RunReport, publish
 from .settings import Settings
 from .stepruns import Context
+
+if TYPE_CHECKING:
+    from .index import IndexClient
 from .steps import BY_NAME, PUSH, Step
 
 
@@ -39,6 +43,7 @@ class Runner:
         json_report: bool = False,
         live: bool = False,
         steps: Mapping[str, Step] = BY_NAME,
+        index: IndexClient | None = None,
     ) -> None:
         self.settings = settings
         self.plan = plan
@@ -46,7 +51,7 @@ class Runner:
         self.live = live
         self.table = steps
         self.report = RunReport()
-        self.context = Context(settings, self.report)
+        self.context = Context(settings, self.report, index)
         self._lock = threading.Lock()
         self._results: dict[tuple[object, ...], JobResult] = {}
         self._steps: tuple[str, ...] = ()

@@ -36,14 +36,16 @@ from .wheeltags import distribution
 class Context:
     """What the steps of one run share: the settings, the report's counts, the registry
     client (made when a step first needs it), one tag listing per repository, and the jobs
-    that finished, whose wheels are offered to later jobs of the same Python, arch and kind."""
+    that finished, whose wheels are offered to later jobs of the same Python, arch and kind.
+    ``index``: the client the plan was resolved with (its pages are cached, and CLEAN_CACHE
+    cleared the cache once, when it was made); else one is made when first needed."""
 
-    def __init__(self, settings: Settings, report: RunReport) -> None:
+    def __init__(self, settings: Settings, report: RunReport, index: IndexClient | None = None) -> None:
         self.settings = settings
         self.report = report
         self.lock = threading.Lock()
         self._registry: RegistryClient | None = None
-        self._index: IndexClient | None = None
+        self._index = index
         self._tags: dict[Repository, list[str]] = {}
         self._finished: dict[tuple[str, str, object], list[Job]] = {}
 

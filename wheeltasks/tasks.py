@@ -260,17 +260,30 @@ def _check(settings: Settings, json: bool = False) -> None:
     show_check_rows(check_mod.check(settings), json)
 
 
-def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False) -> RunReport:
+def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False,
+             index: IndexClient | None = None) -> RunReport:
+    """Run the plan; ``index``: the client it was resolved with (one per run: CLEAN_CACHE
+    clears the cache when a client is made, and the plan's pages stay cached for the run)."""
     from . import pipeline
 
     # Live lines only on a terminal, and not in CI logs (which keep every line).
     live = sys.stderr.isatty() and not settings.ci
-    return pipeline.run(settings, plan, names, json_report=json, live=live)
+    return pipeline.run(settings, plan, names, json_report=json, live=live, index=index)
+
+
+def plan_and_run(settings: Settings, targets: str | Iterable[str], names: Sequence[str] | None = None,
+                 json: bool = False, index: IndexClient | None = None, **how: Any) -> tuple[Plan, RunReport]:
+    """plan_for the targets (``how``: its other arguments), then run_plan, with one index client."""
+    from .index import IndexClient
+
+    index = index or IndexClient(settings)
+    plan = plan_for(settings, targets, index, **how)
+    return plan, run_plan(settings, plan, names, json, index)
 
 
 def run_step(settings: Settings, targets: str, step: Step, json: bool) -> None:
     """One step alone, on what earlier runs left in the work folders."""
-    run_plan(settings, plan_for(settings, targets, route=step.routed), (step.name,), json)
+    plan_and_run(settings, targets, (step.name,), json, route=step.routed)
 
 
 REPORT_HELP = "print the run's report (every job, its result, time and log) as JSON"
@@ -291,8 +304,7 @@ def _update(settings: Settings, json: bool = False) -> None:
     try:
         if targets:
             # update builds both kinds, as all does
-            plan = plan_for(settings, targets, index, both=True)
-            report = run_plan(settings, plan).to_json()
+            report = plan_and_run(settings, targets, index=index, both=True)[1].to_json()
         else:
             console.note("everything is up to date")
     finally:
@@ -309,8 +321,7 @@ def _pull_existing(settings: Settings, targets: str, json: bool = False) -> None
 @helps(targets=TARGETS_HELP, requirements=REQUIREMENTS_HELP, json=REPORT_HELP)
 def _build(settings: Settings, targets: str, requirements: str = "", json: bool = False) -> None:
     """Build the targets' wheels (or -r FILE's): pull-existing, build, repair, export (and push with --push)."""
-    plan = plan_for(settings, targets, requirements=requirements)
-    run_plan(settings, plan, None, json)
+    plan, _ = plan_and_run(settings, targets, None, json, requirements=requirements)
     if requirements and not settings.noop:
         _requirements_done(settings, plan, Path(requirements))
 
@@ -348,13 +359,13 @@ def _push(settings: Settings, targets: str, json: bool = False) -> None:
 @helps(json=REPORT_HELP)
 def _all(settings: Settings, json: bool = False) -> None:
     """Build every default module (core first) x every default Python x every arch, both kinds."""
-    run_plan(settings, plan_for(settings, "all"), None, json)
+    plan_and_run(settings, "all", None, json)
 
 
 @helps(json=REPORT_HELP)
 def _core(settings: Settings, json: bool = False) -> None:
     """Build the core modules x every default Python x every arch, both kinds."""
-    run_plan(settings, plan_for(settings, "core"), None, json)
+    plan_and_run(settings, "core", None, json)
 
 
 @helps(json="print the builders, nodes and platforms as one JSON object")
