@@ -24,10 +24,10 @@ from .plan import Plan
 from .runreport import REPORT_FILE, JobResult, RunReport, publish
 from .settings import Settings
 from .stepruns import Context
+from .steps import BY_NAME, PUSH, Step
 
 if TYPE_CHECKING:
     from .index import IndexClient
-from .steps import BY_NAME, PUSH, Step
 
 
 class Runner:

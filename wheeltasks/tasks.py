@@ -224,9 +224,9 @@ def plan_for(
 @helps(targets=TARGETS_HELP, requirements=REQUIREMENTS_HELP, json="print the plan as a JSON array")
 def _resolve(settings: Settings, targets: str, requirements: str = "", json: bool = False) -> None:
     """Show the ordered jobs the targets (or -r FILE) resolve to (versions from the index)."""
-    plan = plan_for(settings, targets, build=False, requirements=requirements)
     from .runreport import plan_json, print_plan
 
+    plan = plan_for(settings, targets, build=False, requirements=requirements)
     if json:
         console.emit_json(plan_json(settings, plan))
     else:
