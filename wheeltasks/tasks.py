@@ -260,25 +260,19 @@ def _check(settings: Settings, json: bool = False) -> None:
     show_check_rows(check_mod.check(settings), json)
 
 
-def run_plan(settings: Settings, plan: Plan, names: Sequence[str] | None = None, json: bool = False,
-             index: IndexClient | None = None) -> RunReport:
-    """Run the plan; ``index``: the client it was resolved with (one per run: CLEAN_CACHE
-    clears the cache when a client is made, and the plan's pages stay cached for the run)."""
-    from . import pipeline
-
-    # Live lines only on a terminal, and not in CI logs (which keep every line).
-    live = sys.stderr.isatty() and not settings.ci
-    return pipeline.run(settings, plan, names, json_report=json, live=live, index=index)
-
-
 def plan_and_run(settings: Settings, targets: str | Iterable[str], names: Sequence[str] | None = None,
                  json: bool = False, index: IndexClient | None = None, **how: Any) -> tuple[Plan, RunReport]:
-    """plan_for the targets (``how``: its other arguments), then run_plan, with one index client."""
+    """plan_for the targets (``how``: its other arguments), then run the steps ``names`` (all
+    by default) with the same index client: one per run, as CLEAN_CACHE clears the cache when
+    a client is made, and the plan's pages stay cached for the run."""
+    from . import pipeline
     from .index import IndexClient
 
     index = index or IndexClient(settings)
     plan = plan_for(settings, targets, index, **how)
-    return plan, run_plan(settings, plan, names, json, index)
+    # Live lines only on a terminal, and not in CI logs (which keep every line).
+    live = sys.stderr.isatty() and not settings.ci
+    return plan, pipeline.run(settings, plan, names, json_report=json, live=live, index=index)
 
 
 def run_step(settings: Settings, targets: str, step: Step, json: bool) -> None:
