@@ -10,7 +10,8 @@ its own namespace of the local registry:
 
   never        REUSE=never NO_BINARY=1: every job compiles its wheel (the baseline)
   build once   REUSE=auto NO_BINARY=1: a pure wheel is built once for every job, an abi3
-               one once per arch and kind; nothing is taken from the index
+               one once per arch, and a no-shared job takes its shared job's build (the
+               wheel before the repair); nothing is taken from the index
   + index      REUSE=auto (the default): also the index's wheel where the job's platform and
                Python accept one (musllinux or pure) — what a user gets by default
 

@@ -119,7 +119,7 @@ def test_a_job_takes_the_index_wheel_its_platform_accepts(jobs_of: Callable[...,
         # a no-shared job may take an unrepaired binary wheel, as the original system did
         ("3.11", "arm64v8", "no-shared"): "wtfix-1.1.0-cp311-cp311-linux_aarch64.whl",
     }
-    assert all(j.source is Source.BUILD for key, j in jobs.items() if key not in taken)
+    assert all(j.source is not Source.INDEX for key, j in jobs.items() if key not in taken)
     assert "the index has wtfix-1.1.0-cp311" in jobs[("3.11", "amd64", "shared")].source_why
 
 
@@ -148,22 +148,54 @@ def test_a_pure_module_builds_once_for_every_arch_python_and_kind(jobs_of: Calla
     assert "pure" in jobs[-1].source_why
 
 
-def test_an_abi3_module_builds_once_per_arch_and_kind(jobs_of: Callable[..., tuple[Job, ...]]) -> None:
+def test_an_abi3_module_builds_once_per_arch_for_both_kinds(jobs_of: Callable[..., tuple[Job, ...]]) -> None:
     files = [dist("wtfix-1.1.0-cp38-abi3-musllinux_1_2_riscv64.whl")]  # no wheel for these platforms
     jobs = by_target(jobs_of(files, "wtfix1.1.0-pyall", build_both=True, python_versions="3.11,3.12,3.13"))
-    for arch in ("amd64", "arm64v8"):
-        for kind in ("shared", "no-shared"):
-            first = jobs[("3.11", arch, kind)]
-            assert first.source is Source.BUILD
-            for python in ("3.12", "3.13"):
+    for arch, machine in (("amd64", "x86_64"), ("arm64v8", "aarch64")):
+        first = jobs[("3.11", arch, "shared")]
+        assert first.source is Source.BUILD
+        for python in ("3.11", "3.12", "3.13"):
+            for kind in ("shared", "no-shared"):
                 later = jobs[(python, arch, kind)]
-                assert (later.source, later.provider) == (Source.REUSE, first)
-                assert sources.serves("wtfix-1.1.0-cp311-abi3-musllinux_1_2_x86_64.whl", first, later)
+                if later is not first:
+                    assert (later.source, later.provider) == (Source.REUSE, first), (python, arch, kind)
+        assert sources.serves(f"wtfix-1.1.0-cp311-abi3-musllinux_1_2_{machine}.whl", first, jobs[("3.13", arch, "shared")])
+        # the no-shared jobs take the wheel as it was built, before the shared job's repair
+        assert sources.serves(f"wtfix-1.1.0-cp311-abi3-linux_{machine}.whl", first, jobs[("3.13", arch, "no-shared")])
+        assert "no-shared" not in jobs[("3.12", arch, "shared")].source_why
+        assert "as built: the kinds build alike" in jobs[("3.12", arch, "no-shared")].source_why
+    assert len([j for j in jobs.values() if j.source is Source.BUILD]) == 2  # of 12 jobs
 
 
-def test_a_per_python_module_builds_every_job(jobs_of: Callable[..., tuple[Job, ...]]) -> None:
+def test_a_per_python_module_builds_once_per_python_and_arch_for_both_kinds(
+    jobs_of: Callable[..., tuple[Job, ...]],
+) -> None:
     files = [dist("wtfix-1.0.0-cp311-cp311-musllinux_1_2_riscv64.whl"), dist("wtfix-1.1.0.tar.gz")]
-    assert {j.source for j in jobs_of(files, "wtfix1.1.0-pyall", build_both=True)} == {Source.BUILD}
+    jobs = by_target(jobs_of(files, "wtfix1.1.0-pyall", build_both=True))
+    for (python, arch, kind), job in jobs.items():
+        if kind == "shared":
+            assert job.source is Source.BUILD
+        else:  # the same build, without the repair: it takes the shared job's
+            assert (job.source, job.provider) == (Source.REUSE, jobs[(python, arch, "shared")])
+            assert job.source_why == f"{job.provider.target} (shared, as built: the kinds build alike) builds for both kinds"
+    # Without the other kind in the plan there is nothing to share.
+    assert {j.source for j in jobs_of(files, "wtfix1.1.0-pyall")} == {Source.BUILD}
+
+
+def test_a_recipe_that_reads_kind_builds_each_kind(jobs_of: Callable[..., tuple[Job, ...]], tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "wtfix.sh").write_text(
+        '# KIND in a comment does not count\nmod_build() {\n    [ "$KIND" = shared ] || export CFLAGS=-O1\n}\n')
+    per_python = [dist("wtfix-1.0.0-cp311-cp311-musllinux_1_2_riscv64.whl"), dist("wtfix-1.1.0.tar.gz")]
+    assert {j.source for j in jobs_of(per_python, "wtfix1.1.0-pyall", build_both=True)} == {Source.BUILD}
+    abi3 = by_target(jobs_of([dist("wtfix-1.1.0-cp38-abi3-musllinux_1_2_riscv64.whl")], "wtfix1.1.0-pyall",
+                             build_both=True))
+    for arch in ("amd64", "arm64v8"):
+        for kind in ("shared", "no-shared"):  # one build per arch and kind: the later Python takes it
+            first, later = abi3[("3.11", arch, kind)], abi3[("3.12", arch, kind)]
+            assert first.source is Source.BUILD and later.provider is first
+            assert not sources.serves("wtfix-1.1.0-cp311-abi3-linux_x86_64.whl", abi3[("3.11", "amd64", "shared")],
+                                      abi3[("3.11", "amd64", "no-shared")])
 
 
 def test_the_run_decides_again_from_the_wheel_that_came_out(jobs_of: Callable[..., tuple[Job, ...]]) -> None:
@@ -177,6 +209,17 @@ def test_the_run_decides_again_from_the_wheel_that_came_out(jobs_of: Callable[..
     assert not sources.serves(abi3, first, later_arm)
     assert sources.serves(abi3, first, jobs[("3.13", "amd64", "shared")])
     assert not sources.serves(abi3, first, jobs[("3.11", "amd64", "shared")])
+
+
+def test_a_shared_build_serves_the_no_shared_job_of_its_python_and_arch(jobs_of: Callable[..., tuple[Job, ...]]) -> None:
+    jobs = by_target(jobs_of([dist("wtfix-1.1.0.tar.gz")], "wtfix1.1.0-pyall", build_both=True))
+    shared, no_shared = jobs[("3.11", "amd64", "shared")], jobs[("3.11", "amd64", "no-shared")]
+    assert sources.serves("wtfix-1.1.0-cp311-cp311-linux_x86_64.whl", shared, no_shared)  # as built
+    assert not sources.serves("wtfix-1.1.0-cp311-cp311-linux_x86_64.whl", shared, jobs[("3.12", "amd64", "no-shared")])
+    assert not sources.serves("wtfix-1.1.0-cp311-cp311-linux_x86_64.whl", shared, jobs[("3.11", "arm64v8", "no-shared")])
+    # A no-shared build never stands in for a shared job's: that needs the repair.
+    assert not sources.serves("wtfix-1.1.0-cp311-cp311-linux_x86_64.whl", no_shared, shared)
+    assert not sources.serves("wtfix-1.1.0-cp311-cp311-musllinux_1_2_x86_64.whl", no_shared, shared)
 
 
 def test_a_reusing_job_waits_for_its_provider(jobs_of: Callable[..., tuple[Job, ...]], tmp_path: Path) -> None:

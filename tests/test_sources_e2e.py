@@ -13,12 +13,20 @@ registry. One run shows every source a job's wheel can have:
 
 Every image is complete (each tag a manifest per platform with the module's wheel), and the
 one wheel of wtpure under three platform manifests went to the registry once.
+
+A second run builds both kinds (BUILD_BOTH): the no-shared kind is the shared build without
+the repair, so wtabi's no-shared jobs take the shared 3.11 job's wheel as it was built
+(``linux_x86_64``) and one build serves four jobs; wtzlib, with a recipe that reads $KIND,
+builds each kind itself.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,7 @@ TARGETS = ("wtzlib-pyall-amd64", "wtpure1.1.0-pyall-amd64", "wtpure1.1.0-py3.11-
            "wtabi-pyall-amd64", "wtplain1.5.0-pyall-amd64", "wtturn-pyall-amd64")
 INDEX_TYPES = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +139,57 @@ def test_images_are_complete_and_a_shared_wheel_is_uploaded_once(
                if "http.request.method=PUT" in line and "/blobs/uploads/" in line
                and f"digest={digest}" in line.replace("%3A", ":")]
     assert len(uploads) == 1, uploads
+
+
+@pytest.fixture(scope="module")
+def both(
+    tmp_path_factory: pytest.TempPathFactory, builder2_template: str, index_server: str, registry_plain: RegistryServer
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    root = tmp_path_factory.mktemp("sources-both")
+    shutil.copytree(FIXTURES / "recipes", root / "scripts")  # wtzlib.sh prints $KIND
+    env = e2e_env(root, builder2_template, PYTHON_VERSIONS="3.11 3.13", PYPI_INDEX=index_server, NO_PULL_WHEELS="1",
+                  WHEELS_REGISTRY=f"{registry_plain.host}/sources-both", DO_PUSH="1", BUILD_BOTH="1")
+    return root, wheeltasks_cli(env, "build", "wtabi-pyall-amd64", "wtzlib-py3.11-amd64", "--json")
+
+
+def test_the_no_shared_kind_takes_the_shared_build_before_its_repair(
+    both: tuple[Path, subprocess.CompletedProcess[str]], registry_plain: RegistryServer
+) -> None:
+    root, done = both
+    assert done.returncode == 0, done.stderr[-5000:]
+    got = {(j["module"], j["python"], j["kind"]): (j["source"], j["result"], j["took"])
+           for j in json.loads(done.stdout)["jobs"]}
+    assert got == {
+        ("wtabi", "3.11", "shared"): ("build", "built", None),
+        ("wtabi", "3.13", "shared"): ("reuse", "took a build", "wtabi1.0.0-py3.11-amd64"),
+        ("wtabi", "3.11", "no-shared"): ("reuse", "took a build", "wtabi1.0.0-py3.11-amd64"),
+        ("wtabi", "3.13", "no-shared"): ("reuse", "took a build", "wtabi1.0.0-py3.11-amd64"),
+        ("wtzlib", "3.11", "shared"): ("build", "built", None),
+        ("wtzlib", "3.11", "no-shared"): ("build", "built", None),  # its recipe reads $KIND
+    }, got
+    by_key = {(j["module"], j["python"], j["kind"]): j for j in json.loads(done.stdout)["jobs"]}
+    built = Path(by_key[("wtabi", "3.11", "shared")]["work_dir"]) / "built"
+    (as_built,) = built.glob("wtabi-*.whl")
+    assert as_built.name == "wtabi-1.0.0-cp311-abi3-linux_x86_64.whl"
+    for python in ("3.11", "3.13"):
+        job = by_key[("wtabi", python, "no-shared")]
+        work = Path(job["work_dir"])
+        assert not (work / "build.log").exists() and f"importing on Python {python}" in (work / "check.log").read_text()
+    # wheels/ holds the repaired wheel and, byte for byte, the one as built: the no-shared kind's.
+    exported = root / "wheels" / "amd64"
+    assert sorted(p.name for p in exported.glob("wtabi-*.whl")) == [
+        "wtabi-1.0.0-cp311-abi3-linux_x86_64.whl", "wtabi-1.0.0-cp311-abi3-musllinux_1_2_x86_64.whl"]
+    assert (exported / as_built.name).read_bytes() == as_built.read_bytes()
+    assert "KIND=no-shared" in Path(by_key[("wtzlib", "3.11", "no-shared")]["work_dir"], "build.log").read_text()
+    # The no-shared image of 3.13 holds that wheel.
+    repo = "sources-both/python-alpine-wheels"
+    index = _get(registry_plain, repo, "wtabi1.0.0-py3.13", INDEX_TYPES)
+    (entry,) = index["manifests"]
+    (layer,) = _get(registry_plain, repo, entry["digest"], MANIFEST_TYPES)["layers"]
+    blob = requests.get(f"http://{registry_plain.host}/v2/{repo}/blobs/{layer['digest']}", timeout=30)
+    blob.raise_for_status()
+    with tarfile.open(fileobj=io.BytesIO(blob.content)) as tar:
+        wheels = {m.name.rsplit("/", 1)[-1]: tar.extractfile(m) for m in tar.getmembers() if m.name.endswith(".whl")}
+        assert list(wheels) == [as_built.name]
+        held = wheels[as_built.name]
+        assert held is not None and held.read() == as_built.read_bytes()

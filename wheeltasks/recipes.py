@@ -54,6 +54,8 @@ class Recipe:
     cross: bool = True  # False: never cross-compile this module
     uses_ssl: bool = False  # it declares packages or dependencies by $SSL: it links an SSL library
     builds_wheel: bool = False  # it names WHEEL_BUILT_IN_SCRIPT: it makes the wheel itself
+    # It names $KIND: it may build each kind differently (else both kinds' builds are alike).
+    reads_kind: bool = False
     test: str = ""  # mod_test: a command run after the import check ({module}, {version} filled in)
 
     @property
@@ -188,6 +190,7 @@ def parse_recipe(text: str, path: Path | None, ssl: SSL | None) -> Recipe:
         cross=cross,
         uses_ssl=_declares_ssl(text, source),
         builds_wheel=bool(re.search(r"^[^#]*\bWHEEL_BUILT_IN_SCRIPT\b", text, re.MULTILINE)),
+        reads_kind=bool(re.search(r"^[^#]*\bKIND\b", text, re.MULTILINE)),
         test=test,
     )
 

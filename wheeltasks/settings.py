@@ -58,7 +58,7 @@ class Cross(enum.Enum):
 class Reuse(enum.Enum):
     """Whether a job takes a wheel that serves it instead of building one."""
 
-    AUTO = "auto"  # the index's wheel for its platform and Python; another job's pure or abi3 wheel
+    AUTO = "auto"  # the index's wheel for its platform and Python; another job's pure or abi3 wheel, or the shared kind's build
     NEVER = "never"  # every job builds
 
 
@@ -363,7 +363,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("cross", "cross-compile foreign-architecture jobs: auto, always or never", (_P.PLAN, _P.BUILD, _P.ENGINES)),
     Option(
         "reuse", "take a wheel that serves a job instead of building it: the index's for its platform and Python "
-        "(not with NO_BINARY), another job's pure or abi3 one: auto or never", (_P.PLAN,),
+        "(not with NO_BINARY), another job's pure or abi3 one, a no-shared job its shared job's build: auto or never", (_P.PLAN,),
     ),
     Option(
         "test_command", "a command run after the import check, in the same container on the job's platform, "

@@ -11,9 +11,13 @@ another job's, or take the index's.
 - **reuse**: where the index shows the module's wheels come out pure (a ``py3-none-any``
   wheel of this version, else of its newest version with wheels), one job builds (a native
   one, the oldest Python) and every other job of the module and version, any arch, Python
-  and kind, takes that wheel; where they come out abi3 (``cp3X-abi3``), one job per arch and
-  kind builds (the oldest Python) and the later Pythons take its wheel. Those jobs wait for
-  the one that builds, and build themselves when its wheel turns out not to serve them.
+  and kind, takes that wheel; where they come out abi3 (``cp3X-abi3``), one job per arch
+  builds (the oldest Python, shared) and the later Pythons take its wheel. The two kinds
+  build alike (no-shared is the shared build without the repair), so a no-shared job takes
+  the shared job's wheel as it was built, before the repair: of its Python, or its abi3
+  floor's. Not where the recipe reads ``$KIND`` (it may build the kinds differently): then
+  each kind builds its own. Those jobs wait for the one that builds, and build themselves
+  when its wheel turns out not to serve them.
 - **build**: everything else.
 
 The prediction only decides who waits for whom; what serves is decided again by the run,
@@ -31,7 +35,7 @@ from .job import Job, Mode, Source
 from .pages import DistFile
 from .settings import Kind, Reuse, Settings
 from .targets import DEFAULT_SSL
-from .wheeltags import abi3_floor, is_pure, preference, target_platforms, target_ranks
+from .wheeltags import abi3_floor, is_pure, preference, target_platforms, target_ranks, wheel_tags
 
 FilesOf = Callable[[str], Sequence[DistFile]]
 
@@ -147,15 +151,25 @@ def _providers(jobs: Sequence[Job], files_of: FilesOf) -> dict[tuple[str, str, K
             first = min(members, key=_builds_first)
             why = f"its wheels are pure (the index's are): {first.target} builds for every arch, Python and kind"
             chosen |= {m.key: (first, why) for m in members}
-        elif shown == "abi3":
-            by_platform: dict[tuple[str, Kind], list[Job]] = {}
-            for m in members:
-                by_platform.setdefault((m.arch.name, m.kind), []).append(m)
-            for alike in by_platform.values():
-                first = min(alike, key=lambda j: Version(j.python))
-                why = f"its wheels are abi3 (the index's are): {first.target} builds for the later Pythons"
-                chosen |= {m.key: (first, why) for m in alike}
+            continue
+        # abi3: one build per arch for every Python; else one per arch and Python. Either
+        # serves both kinds, unless the recipe reads $KIND.
+        alike: dict[tuple[object, ...], list[Job]] = {}
+        for m in members:
+            kind = m.kind if m.recipe.reads_kind else None
+            alike.setdefault((m.arch.name, kind) if shown == "abi3" else (m.arch.name, m.python, kind), []).append(m)
+        for same in alike.values():
+            first = min(same, key=lambda j: (Version(j.python), j.kind is not Kind.SHARED))
+            chosen |= {m.key: (first, _why(shown, first, m)) for m in same}
     return chosen
+
+
+def _why(shown: str, first: Job, job: Job) -> str:
+    """Why ``job`` takes the wheel of ``first`` (an abi3 one, or the other kind's build)."""
+    kinds = f" ({first.kind.value}, as built: the kinds build alike)" if first.kind is not job.kind else ""
+    if shown == "abi3":
+        return f"its wheels are abi3 (the index's are): {first.target}{kinds} builds for the later Pythons"
+    return f"{first.target}{kinds} builds for both kinds"
 
 
 def _builds_first(job: Job) -> tuple[bool, bool, Version]:
@@ -165,10 +179,13 @@ def _builds_first(job: Job) -> tuple[bool, bool, Version]:
 
 def serves(wheel_name: str, provider: Job, job: Job) -> bool:
     """Whether the provider's wheel serves the job: a pure wheel any job of the module and
-    version; an abi3 wheel the jobs of its arch and kind whose Python is at least its floor."""
+    version; another one the jobs of its arch whose Python accepts its tags (an abi3 wheel:
+    from its floor on), of its kind or, as the shared job built it, the no-shared kind's
+    (unless the recipe reads $KIND)."""
     if is_pure(wheel_name):
         return True
-    floor = abi3_floor(wheel_name)
-    if floor is None or (provider.arch, provider.kind) != (job.arch, job.kind):
+    if provider.arch != job.arch:
         return False
-    return Version(job.python) >= Version(f"{floor[0]}.{floor[1]}")
+    if provider.kind is not job.kind and (provider.kind is not Kind.SHARED or job.recipe.reads_kind):
+        return False
+    return not wheel_tags(wheel_name).isdisjoint(target_ranks(job.arch, job.python, unrepaired=job.kind is Kind.NO_SHARED))

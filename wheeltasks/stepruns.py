@@ -30,7 +30,7 @@ from .settings import Cross, Kind, Repository, Settings
 from .sources import serves
 from .steps import BUILD
 from .verify import of_module, verify
-from .wheeltags import distribution
+from .wheeltags import distribution, is_pure
 
 
 class Context:
@@ -190,16 +190,25 @@ def _from_index(context: Context, job: Job, file: DistFile, staging: Path) -> st
 def _from_provider(job: Job, provider: Job, staging: Path) -> str:
     """The provider's wheel of the module, where it serves the job, with the dependencies'
     wheels for the job's Python and platform; why not, when it does not serve."""
-    made = provider.work.result_wheels()
+    made = _provided(provider, job)
     own = [w for w in made if of_module(provider, w)]
     if not own:
-        return f"{provider.target} has no wheel of {job.module} (it failed or did not run)"
+        return f"{provider.target} has no wheel of {job.module} that a {job.kind.value} job can take (it failed or did not run)"
     unfit = [w.name for w in own if not serves(w.name, provider, job)]
     if unfit:
         return f"{', '.join(unfit)} does not serve Python {job.python} on {job.arch.name}"
     for wheel in own:
         shutil.copy2(wheel, staging / wheel.name)
     return _add_dependencies(job, own, [w for w in made if w not in own], staging)
+
+
+def _provided(provider: Job, job: Job) -> list[Path]:
+    """The provider's wheels on offer to the job: its results; to a job of the other kind,
+    the wheels as it built them, before its repair (only its pure ones where it built none:
+    its image's wheels were pulled)."""
+    if provider.kind is job.kind:
+        return provider.work.result_wheels()
+    return wheels_in(provider.work.built) or [w for w in provider.work.result_wheels() if is_pure(w.name)]
 
 
 def _add_dependencies(job: Job, taken: list[Path], others: list[Path], staging: Path) -> str:
