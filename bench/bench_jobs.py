@@ -4,7 +4,8 @@
 
 Six C-extension jobs compiled from source (psutil, markupsafe and msgpack from the public
 index, shared and no-shared) on the fixture builder for linux/amd64, without BuildKit's
-cache, so both runs compile everything. Prints wall times and the ratio, and writes them
+cache and with REUSE=never (else a no-shared job takes its shared job's build), so both runs
+compile everything. Prints wall times and the ratio, and writes them
 to bench/results/jobs.{txt,json}. Needs `bash .ci/services.sh` (engine, registry).
 """
 
@@ -23,7 +24,8 @@ def main() -> None:
     times = {}
     with tempfile.TemporaryDirectory(prefix="wheeltasks-bench-jobs-") as tmp:
         for jobs in ("1", "2"):
-            env = project(Path(tmp) / f"jobs{jobs}", JOBS=jobs, BUILD_BOTH="1", NO_BINARY="1", BUILD_NO_CACHE="1")
+            env = project(Path(tmp) / f"jobs{jobs}", JOBS=jobs, BUILD_BOTH="1", NO_BINARY="1", BUILD_NO_CACHE="1",
+                          REUSE="never")
             times[jobs] = run(env, "build", *TARGETS).seconds
     lines = [
         "6 jobs (3 modules x 2 kinds, compiled, no cache), linux/amd64:",

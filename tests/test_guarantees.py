@@ -189,9 +189,10 @@ def partials(folder: Path) -> list[Path]:
 def stop_a_build(tmp_path: Path, builder_template: str, index_server: str, registry: RegistryServer, jobs: str,
                  signum: int, code: int, line: str) -> None:
     env = project_env(tmp_path / "p", builder_template, index_server, f"{registry.host}/int", None)
-    # Builds that are surely still running when interrupted: a recipe that sleeps.
+    # Builds that are surely still running when interrupted: a recipe that sleeps. It reads
+    # $KIND, so each kind builds (else the no-shared job would wait for the shared one's build).
     (tmp_path / "p" / "scripts").mkdir()
-    (tmp_path / "p" / "scripts" / "wtzlib.sh").write_text("mod_build() { echo WTSLEEP; sleep 300; }\n")
+    (tmp_path / "p" / "scripts" / "wtzlib.sh").write_text('mod_build() { echo "WTSLEEP $KIND"; sleep 300; }\n')
     env.update(BUILD_NO_CACHE="1", NO_PULL_WHEELS="1", JOBS=jobs, BUILD_BOTH="1")
     work = tmp_path / "p" / ".wheeltasks"
     logs = [work / kind / "wtzlib1.0.0-py3.11" / "amd64" / "build.log" for kind in ("shared", "no-shared")]
