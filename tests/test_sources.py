@@ -194,8 +194,9 @@ def test_a_recipe_that_reads_kind_builds_each_kind(jobs_of: Callable[..., tuple[
         for kind in ("shared", "no-shared"):  # one build per arch and kind: the later Python takes it
             first, later = abi3[("3.11", arch, kind)], abi3[("3.12", arch, kind)]
             assert first.source is Source.BUILD and later.provider is first
-            assert not sources.serves("wtfix-1.1.0-cp311-abi3-linux_x86_64.whl", abi3[("3.11", "amd64", "shared")],
-                                      abi3[("3.11", "amd64", "no-shared")])
+    # Nor does the run give the shared build to the no-shared job.
+    assert not sources.serves("wtfix-1.1.0-cp311-abi3-linux_x86_64.whl", abi3[("3.11", "amd64", "shared")],
+                              abi3[("3.11", "amd64", "no-shared")])
 
 
 def test_the_run_decides_again_from_the_wheel_that_came_out(jobs_of: Callable[..., tuple[Job, ...]]) -> None:
