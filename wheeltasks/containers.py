@@ -18,8 +18,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import docker.errors
+from docker.models.containers import Container
+from docker.utils.socket import frames_iter
 
 from . import docker_engine, running
 from .credentials import docker_credentials
@@ -90,6 +93,16 @@ def run(settings: Settings, job: Job, spec: Run, log: Path) -> int:
     """Run ``spec`` in a container of the job's builder; its output goes to ``log``; the exit code."""
     client = docker_engine.client(job.engine)
     docker_engine.check_platform(job.arch, job.engine)
+    volumes, environment = _mounts(settings, job, spec)
+    with _index_secret(settings, spec, environment) as secret:
+        if secret is not None:
+            volumes[str(secret)] = {"bind": f"{SECRETS}/pipindex", "mode": "ro"}
+        return _run(client, job, list(spec.command), volumes, environment, log, settings.remote_timeout)
+
+
+def _mounts(settings: Settings, job: Job, spec: Run) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The container's volumes and environment: the scripts, the spec's folders, the CA, and
+    the platform's baseline CPU for QEMU."""
     volumes = {str(LIB): {"bind": "/wheeltasks", "mode": "ro"}}
     volumes |= {str(host.resolve()): {"bind": where, "mode": "ro"} for host, where in spec.reads.items()}
     volumes |= {str(host.resolve()): {"bind": where, "mode": "rw"} for host, where in spec.writes.items()}
@@ -100,10 +113,7 @@ def run(settings: Settings, job: Job, spec: Run, log: Path) -> int:
     # ARM1176): what the wheel needs beyond the baseline traps here, not on a user's board.
     if job.arch.qemu_cpu and spec.baseline_cpu:
         environment["QEMU_CPU"] = job.arch.qemu_cpu
-    with _index_secret(settings, spec, environment) as secret:
-        if secret is not None:
-            volumes[str(secret)] = {"bind": f"{SECRETS}/pipindex", "mode": "ro"}
-        return _run(client, job, list(spec.command), volumes, environment, log, settings.remote_timeout)
+    return volumes, environment
 
 
 @contextlib.contextmanager
@@ -128,17 +138,7 @@ def _run(
     log: Path,
     timeout: float,
 ) -> int:
-    with _IMAGE_LOCK:
-        # By the image's ID, which is of the job's platform (no platform= needed or wanted:
-        # the engine would compare it with the image's, which may lack the arm variant).
-        container = client.containers.create(
-            ensure_image(client, job.builder, job.platform, timeout),
-            entrypoint=[command[0]],
-            command=command[1:],
-            network_mode="host",
-            volumes=volumes,
-            environment=environment,
-        )
+    container = _create(client, job, command, volumes, environment, timeout)
     try:
         with running.container(container):
             container.start()
@@ -152,6 +152,89 @@ def _run(
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
     return int(status.get("StatusCode", 1))
+
+
+def _create(
+    client: docker.DockerClient,
+    job: Job,
+    command: list[str],
+    volumes: dict[str, dict[str, str]],
+    environment: dict[str, str],
+    timeout: float,
+    **options: Any,
+) -> Container:
+    with _IMAGE_LOCK:
+        # By the image's ID, which is of the job's platform (no platform= needed or wanted:
+        # the engine would compare it with the image's, which may lack the arm variant).
+        return client.containers.create(
+            ensure_image(client, job.builder, job.platform, timeout),
+            entrypoint=[command[0]],
+            command=command[1:],
+            network_mode="host",
+            volumes=volumes,
+            environment=environment,
+            **options,
+        )
+
+
+class Attached:
+    """A container of a job's builder that keeps running, talked to on its standard input
+    and output (the engine's attach stream: stdout and stderr in frames), until closed or
+    Ctrl-C (``running``) removes it. Made by :func:`attach`; one caller at a time."""
+
+    def __init__(self, container: Container, sock: Any) -> None:
+        self.container = container
+        self._sock = sock
+        self._frames = frames_iter(sock, False)  # type: ignore[no-untyped-call]
+        self._buffer = b""
+        self._tracked = contextlib.ExitStack()
+        self._tracked.enter_context(running.container(container))
+
+    def send(self, data: bytes) -> None:
+        getattr(self._sock, "_sock", self._sock).sendall(data)
+
+    def read_through(self, marker: bytes) -> bytes:
+        """The output up to the end of the line that holds ``marker`` (EOFError: the container
+        ended before it; KeyboardInterrupt: Ctrl-C removed it)."""
+        while (at := self._buffer.find(marker)) < 0 or (end := self._buffer.find(b"\n", at)) < 0:
+            try:
+                _, data = next(self._frames)
+            except StopIteration:
+                if running.cancelled.is_set():
+                    raise KeyboardInterrupt from None
+                raise EOFError(f"the container ended before {marker!r}") from None
+            self._buffer += data
+        out, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # gone already, or the engine went away
+            self._sock.close()
+        with contextlib.suppress(docker.errors.APIError):
+            self.container.remove(force=True)
+        self._tracked.close()
+
+
+def attach(settings: Settings, job: Job, spec: Run) -> Attached:
+    """Start ``spec`` in a container of the job's builder, its standard input kept open."""
+    client = docker_engine.client(job.engine)
+    docker_engine.check_platform(job.arch, job.engine)
+    volumes, environment = _mounts(settings, job, spec)
+    container = _create(client, job, list(spec.command), volumes, environment, settings.remote_timeout,
+                        stdin_open=True)
+    try:
+        sock = client.api.attach_socket(str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    except BaseException:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+        raise
+    attached = Attached(container, sock)
+    try:
+        container.start()
+    except BaseException:
+        attached.close()
+        raise
+    return attached
 
 
 def host_ids() -> dict[str, str]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from . import console, containers
+from .checkers import Checkers
 from .errors import BuildError
 from .files import clear
 from .job import Job
@@ -76,9 +77,12 @@ def import_names(wheel: Path) -> list[str]:
     return found
 
 
-def import_check(settings: Settings, job: Job, wheels: list[Path], offered: list[Path]) -> None:
+def import_check(
+    settings: Settings, job: Job, wheels: list[Path], offered: list[Path], checkers: Checkers | None = None
+) -> None:
     """Unpack the job's wheels (and ``offered`` dependency wheels) for its platform, and import
-    the module in its builder there."""
+    the module in its builder there: in a container the run's ``checkers`` share, where the job
+    has no test command; else in one of its own."""
     own = [w for w in wheels if of_module(job, w)]
     if not own:
         raise BuildError(f"{job.target}: no wheel of {job.module} among {', '.join(w.name for w in wheels)}")
@@ -96,12 +100,16 @@ def import_check(settings: Settings, job: Job, wheels: list[Path], offered: list
         console.progress(job.target, "import-check", f"import {', '.join(names) or 'nothing'} on {job.platform}"
                          + (f", then test: {test}" if test else ""))
         apk = " ".join(job.recipe.apk) if job.kind is Kind.NO_SHARED else ""
-        spec = containers.Run(
-            command=("/bin/sh", "/wheeltasks/check.sh", *names),
-            reads={site: "/check"},
-            environment={"APK": apk, "TEST_COMMAND": test, "TEST_FAILED": str(TEST_FAILED)},
-        )
-        code = containers.run(settings, job, spec, log)
+        code = checkers.check(job, site, names, apk, log) if checkers is not None and not test else None
+        if code is None:
+            spec = containers.Run(
+                command=("/bin/sh", "/wheeltasks/check.sh", *names),
+                reads={site: "/check"},
+                environment={"APK": apk, "TEST_COMMAND": test, "TEST_FAILED": str(TEST_FAILED)},
+            )
+            if checkers is not None:
+                checkers.ran_alone()
+            code = containers.run(settings, job, spec, log)
     finally:
         clear(site)
     if code == TEST_FAILED and test:

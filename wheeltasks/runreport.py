@@ -77,6 +77,7 @@ class RunReport:
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
     manifests_written: int = 0
+    check_containers: int = 0  # containers the import checks started (most share one: checkers.py)
     # The requirements files' wheel set images pushed: {"image": ..., "platforms": [...]}.
     wheel_sets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -130,6 +131,7 @@ class RunReport:
             "blobs_uploaded": self.blobs_uploaded,
             "bytes_uploaded": self.bytes_uploaded,
             "manifests_written": self.manifests_written,
+            "check_containers": self.check_containers,
             "wheel_sets": self.wheel_sets,
             "jobs": [r.to_json() for r in self.results],
         }

@@ -113,6 +113,8 @@ class Runner:
                 for job in started:
                     job.work.discard_staging()
             raise
+        finally:
+            self.context.close()  # Ctrl-C, an error: no shared check container outlives the run
 
     def _run_in_order(self, steps: Sequence[str]) -> RunReport:
         # In this thread: Ctrl-C reaches the step that runs, which cleans up after itself.
@@ -199,6 +201,7 @@ class Runner:
         return lines
 
     def _finish(self, first_error: WheelTasksError | None) -> None:
+        self.context.close()  # no more import checks: the report counts their containers
         if PUSH.name in self._steps and self.plan.sets:
             first_error = self._push_sets() or first_error
         publish(self.settings, self.report, table=len(self.plan.jobs) > 1 or first_error is not None,

@@ -16,6 +16,7 @@ from . import build as build_step
 from . import console, importcheck
 from . import export as export_step
 from . import repair as repair_step
+from .checkers import Checkers
 from .errors import BuildError, WheelTasksError
 from .files import wheels_in
 from .flow import Outcome, build_decision, wants_dependency_pulls, wants_import_check, wants_repair, wants_self_pull
@@ -48,6 +49,7 @@ class Context:
         self._index = index
         self._tags: dict[Repository, list[str]] = {}
         self._finished: dict[tuple[str, str, object], list[Job]] = {}
+        self.checkers = Checkers(settings)
 
     @property
     def registry(self) -> RegistryClient:
@@ -62,6 +64,11 @@ class Context:
             if self._index is None:
                 self._index = IndexClient(self.settings)
             return self._index
+
+    def close(self) -> None:
+        """The run's end: its shared import-check containers go (their count to the report)."""
+        self.checkers.close()
+        self.report.check_containers = self.checkers.started
 
     def tags(self, repository: Repository) -> list[str]:
         with self.lock:
@@ -255,7 +262,9 @@ def repair(context: Context, job: Job, result: JobResult) -> None:
 
 def import_check(context: Context, job: Job, result: JobResult) -> None:
     if wants_import_check(job.work.state(), result.outcome):
-        importcheck.import_check(context.settings, job, job.work.result_wheels(), wheels_in(job.work.imports))
+        importcheck.import_check(
+            context.settings, job, job.work.result_wheels(), wheels_in(job.work.imports), context.checkers
+        )
 
 
 def export(context: Context, job: Job, result: JobResult) -> None:
