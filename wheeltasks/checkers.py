@@ -88,14 +88,15 @@ class Checkers:
             self.started += 1
 
     def close(self) -> None:
-        """Remove every shared container (at the end of the run)."""
+        """Remove every shared container (at the end of the run). Without waiting for a check
+        that still runs (after Ctrl-C, a worker may still wait on its container): removing
+        the container ends it."""
         with self._lock:
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
-            with slot.lock:
-                if slot.server is not None:
-                    slot.server.close()
-                    slot.server = None
+            server = slot.server
+            if server is not None:
+                server.close()
 
     def _start(self, job: Job, apk: str) -> containers.Attached | None:
         """A shared container, once it reads requests (after its Alpine packages); None when

@@ -208,9 +208,9 @@ class Attached:
         return out
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):  # gone already, or the engine went away
+        with contextlib.suppress(OSError):
             self._sock.close()
-        with contextlib.suppress(docker.errors.APIError):
+        with contextlib.suppress(docker.errors.APIError, OSError):  # gone already, or the engine went away
             self.container.remove(force=True)
         self._tracked.close()
 
