@@ -88,6 +88,9 @@ def test_each_job_shows_where_its_wheel_came_from(run: tuple[Path, dict[str, str
     assert "importing on Python 3.13" in check
     report = json.loads(done.stdout)
     assert (report["built"], report["took_build"], report["from_index"]) == (6, 3, 2)
+    # Eleven import checks, three containers: one per builder and platform (3.11 and 3.13 on
+    # amd64, 3.11 on arm64), each check a child of the one Python there (checkers.py).
+    assert report["check_containers"] == 3
 
 
 def test_the_wheels_are_the_ones_a_build_would_give(run: tuple[Path, dict[str, str], subprocess.CompletedProcess[str]]) -> None:

@@ -180,7 +180,8 @@ def _create(
 class Attached:
     """A container of a job's builder that keeps running, talked to on its standard input
     and output (the engine's attach stream: stdout and stderr in frames), until closed or
-    Ctrl-C (``running``) removes it. Made by :func:`attach`; one caller at a time."""
+    Ctrl-C (``running``) removes it. Made by :func:`attach`; one caller at a time. The engine
+    removes it once it ends."""
 
     def __init__(self, container: Container, sock: Any) -> None:
         self.container = container
@@ -208,10 +209,11 @@ class Attached:
         return out
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        with contextlib.suppress(docker.errors.APIError, OSError):  # gone already, or the engine went away
-            self.container.remove(force=True)
+        """End the container without waiting: its standard input closes, so its command ends,
+        and the engine removes it (as it would if this process were killed)."""
+        for end in (self._sock, getattr(self._sock, "_sock", self._sock)):  # docker-py's wrapper, the socket
+            with contextlib.suppress(OSError):
+                end.close()
         self._tracked.close()
 
 
@@ -221,7 +223,7 @@ def attach(settings: Settings, job: Job, spec: Run) -> Attached:
     docker_engine.check_platform(job.arch, job.engine)
     volumes, environment = _mounts(settings, job, spec)
     container = _create(client, job, list(spec.command), volumes, environment, settings.remote_timeout,
-                        stdin_open=True)
+                        stdin_open=True, auto_remove=True)
     try:
         sock = client.api.attach_socket(str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
     except BaseException:
