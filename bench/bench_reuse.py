@@ -1,12 +1,12 @@
 """Benchmark: build once (REUSE=auto) against every job building (REUSE=never).
 
-    python bench/bench_reuse.py [--modules "toml cffi psutil"]
+    python bench/bench_reuse.py [--modules "toml cffi psutil"] [--rounds 3]
 
 One set that has all three kinds of wheel, from the public index: toml (pure), cffi (one
 wheel per Python) and psutil (abi3), for Python 3.11 and 3.13 on amd64 and 3.11 on arm64
-and armv7 (cross-compiled), both kinds: 24 jobs on the fixture builders with two Pythons
-(tests/fixtures/builders: builder2). Three runs, each in a new project folder, pushing to
-its own namespace of the local registry:
+and armv7 (cross-compiled), both kinds: 24 jobs (32 with cffi's pycparser) on the fixture
+builders with two Pythons (tests/fixtures/builders: builder2). Three runs, each in a new
+project folder, pushing to its own namespace of the local registry, in turn, for each of ``--rounds`` rounds:
 
   never        REUSE=never NO_BINARY=1: every job compiles its wheel (the baseline)
   build once   REUSE=auto NO_BINARY=1: a pure wheel is built once for every job, an abi3
@@ -18,14 +18,16 @@ its own namespace of the local registry:
 Each with BUILD_NO_CACHE=1 (the module compiled again, the builders' set-up kept), after one
 untimed warm-up run of every platform. Prints jobs, builds, containers started (builds,
 repairs in a container, the import checks' containers), wall time and the ratio against
-`never`; checks that `never` and `build once` give the same wheel file names in wheels/ and the same tags and
-platforms in the registry. Writes bench/results/reuse.{txt,json}. Needs `bash .ci/services.sh`.
+`never`; checks that `never` and `build once` give the same wheel file names in wheels/ and
+the same tags and platforms in the registry, in every round. Writes
+bench/results/reuse.{txt,json}. Needs `bash .ci/services.sh`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -83,6 +85,7 @@ def registry_contents(namespace: str) -> dict[str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modules", default="toml cffi psutil")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs (default 3)")
     args = parser.parse_args()
     modules = args.modules.split()
     builder_images()
@@ -94,42 +97,51 @@ def main() -> None:
               "WHEELS_FORCE": "1"}
     print(f"warm-up (untimed): one job of each platform, in {base}", file=sys.stderr)
     run(project(base / "warm-up", **common, REUSE="never", NO_BINARY="1"), "build", *targets(modules[:1]))
-    folders = {name: base / name.replace(" ", "-").replace("+", "plus") for name in RUNS}
     stamp = int(time.time())  # a namespace of this run's own in the registry
-    namespaces = {name: f"bench-reuse-{folder.name}-{stamp}" for name, folder in folders.items()}
-    results: dict[str, Run] = {}
-    for name, settings in RUNS.items():
-        env = project(folders[name], **common, **settings, BUILD_NO_CACHE="1", DO_PUSH="1",
-                      WHEELS_REGISTRY=f"{REGISTRY}/{namespaces[name]}")
-        print(f"{name}: {' '.join(f'{k}={v}' for k, v in settings.items())}", file=sys.stderr)
-        results[name] = run(env, "build", *targets(modules))
-    wheels = {name: sorted(str(p.relative_to(folder / "wheels")) for p in (folder / "wheels").rglob("*.whl"))
-              for name, folder in folders.items()}
-    images = {name: registry_contents(namespace) for name, namespace in namespaces.items()}
-    same_wheels = wheels["never"] == wheels["build once"]
-    same_images = images["never"] == images["build once"]
-    never = results["never"].seconds
+    results: dict[str, list[Run]] = {name: [] for name in RUNS}
+    wheels: dict[str, list[str]] = {}
+    images: dict[str, dict[str, list[str]]] = {}
+    same: list[bool] = []
+    # Rounds of the three runs in turn: this machine's speed drifts within minutes, so each
+    # ratio is taken within its round, and the table gives the medians.
+    for round_ in range(1, args.rounds + 1):
+        for name, settings in RUNS.items():
+            folder = base / f"round{round_}" / name.replace(" ", "-").replace("+", "plus")
+            namespace = f"bench-reuse-{folder.name}-{stamp}-{round_}"
+            env = project(folder, **common, **settings, BUILD_NO_CACHE="1", DO_PUSH="1",
+                          WHEELS_REGISTRY=f"{REGISTRY}/{namespace}")
+            print(f"round {round_}, {name}: {' '.join(f'{k}={v}' for k, v in settings.items())}", file=sys.stderr)
+            results[name].append(run(env, "build", *targets(modules)))
+            wheels[name] = sorted(str(p.relative_to(folder / "wheels")) for p in (folder / "wheels").rglob("*.whl"))
+            images[name] = registry_contents(namespace)
+        same.append(wheels["never"] == wheels["build once"] and images["never"] == images["build once"])
     lines = [f"modules: {' '.join(modules)}; Pythons 3.11 3.13 on amd64, 3.11 on arm64 and armv7 (cross); both kinds",
-             "", f"{'run':<12} {'jobs':>5} {'builds':>7} {'containers':>11} {'index':>6} {'wall s':>8} {'vs never':>9}"]
-    data: dict[str, Any] = {"modules": modules, "runs": {}}
-    for name, result in results.items():
-        count = containers(result.report)
-        jobs = len(result.report["jobs"])
-        from_index = sum(1 for j in result.report["jobs"] if j["source"] == "index")
-        ratio = never / result.seconds
+             f"{args.rounds} rounds of the three runs in turn; wall: the median; vs never: the median of the "
+             "rounds' own ratios", "",
+             f"{'run':<12} {'jobs':>5} {'builds':>7} {'containers':>11} {'index':>6} {'wall s':>8} {'vs never':>9}"
+             "  rounds"]
+    data: dict[str, Any] = {"modules": modules, "rounds": args.rounds, "runs": {}}
+    for name, runs in results.items():
+        report = runs[-1].report
+        count = containers(report)
+        jobs = len(report["jobs"])
+        from_index = sum(1 for j in report["jobs"] if j["source"] == "index")
+        ratios = [never.seconds / one.seconds for never, one in zip(results["never"], runs, strict=True)]
+        wall, ratio = statistics.median(r.seconds for r in runs), statistics.median(ratios)
         started = count["builds"] + count["repairs"] + count["check containers"]
         lines.append(f"{name:<12} {jobs:>5} {count['builds']:>7} {started:>11} {from_index:>6} "
-                     f"{result.seconds:>8.1f} {ratio:>8.2f}x")
-        data["runs"][name] = {"jobs": jobs, **count, "from_index": from_index, "seconds": round(result.seconds, 1),
-                              "ratio": round(ratio, 2), "wheels": wheels[name], "images": images[name]}
-    lines += ["", f"never and build once: same wheel files in wheels/: {same_wheels}; "
-              f"same tags and platforms in the registry: {same_images}",
+                     f"{wall:>8.1f} {ratio:>8.2f}x  {' '.join(f'{r:.2f}x' for r in ratios)}")
+        data["runs"][name] = {"jobs": jobs, **count, "from_index": from_index, "seconds": round(wall, 1),
+                              "ratio": round(ratio, 2), "seconds_by_round": [round(r.seconds, 1) for r in runs],
+                              "ratio_by_round": [round(r, 2) for r in ratios], "wheels": wheels[name],
+                              "images": images[name]}
+    lines += ["", f"never and build once: the same wheel files in wheels/ and the same tags and platforms in the "
+              f"registry, in every round: {all(same)}",
               f"+ index wheels differing from the built ones: "
               f"{sorted(set(wheels['+ index']) ^ set(wheels['never']))}"]
     save("reuse", lines, data)
-    if not (same_wheels and same_images):
+    if not all(same):
         sys.exit("build once gave other wheels or images than never")
-
 
 if __name__ == "__main__":
     main()

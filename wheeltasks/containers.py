@@ -97,7 +97,8 @@ def run(settings: Settings, job: Job, spec: Run, log: Path) -> int:
     with _index_secret(settings, spec, environment) as secret:
         if secret is not None:
             volumes[str(secret)] = {"bind": f"{SECRETS}/pipindex", "mode": "ro"}
-        return _run(client, job, list(spec.command), volumes, environment, log, settings.remote_timeout)
+        container = _create(client, job, list(spec.command), volumes, environment, settings.remote_timeout)
+        return _run(container, job, log)
 
 
 def _mounts(settings: Settings, job: Job, spec: Run) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
@@ -129,16 +130,7 @@ def _index_secret(settings: Settings, spec: Run, environment: dict[str, str]) ->
         yield secret
 
 
-def _run(
-    client: docker.DockerClient,
-    job: Job,
-    command: list[str],
-    volumes: dict[str, dict[str, str]],
-    environment: dict[str, str],
-    log: Path,
-    timeout: float,
-) -> int:
-    container = _create(client, job, command, volumes, environment, timeout)
+def _run(container: Container, job: Job, log: Path) -> int:
     try:
         with running.container(container):
             container.start()
