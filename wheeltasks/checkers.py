@@ -88,9 +88,9 @@ class Checkers:
             self.started += 1
 
     def close(self) -> None:
-        """Remove every shared container (at the end of the run). Without waiting for a check
-        that still runs (after Ctrl-C, a worker may still wait on its container): removing
-        the container ends it."""
+        """End every shared container (at the end of the run): its input closes, its Python
+        ends and the engine removes it. Without waiting for a check that still runs (after
+        Ctrl-C a worker may still wait on its container, which Ctrl-C removed)."""
         with self._lock:
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:

@@ -10,7 +10,9 @@ platform (QEMU for a foreign one, on the platform's baseline CPU). No-shared whe
 the system's libraries: the container gets the recipe's Alpine packages first, as the
 build did. Then, in the same container, the job's test command (the recipe's ``mod_test``,
 else TEST_COMMAND; cibuildwheel's ``test-command``), with ``{module}`` and ``{version}``
-filled in: its failure is the job's, with the log's tail.
+filled in: its failure is the job's, with the log's tail. A job without a test command is
+checked in the container the run's other checks of its builder, platform and Alpine
+packages share (``checkers.py``); one with a test command gets a container of its own.
 """
 
 from __future__ import annotations
