@@ -6,7 +6,8 @@ One set that has all three kinds of wheel, from the public index: toml (pure), c
 wheel per Python) and psutil (abi3), for Python 3.11 and 3.13 on amd64 and 3.11 on arm64
 and armv7 (cross-compiled), both kinds: 24 jobs (32 with cffi's pycparser) on the fixture
 builders with two Pythons (tests/fixtures/builders: builder2). Three runs, each in a new
-project folder, pushing to its own namespace of the local registry, in turn, for each of ``--rounds`` rounds:
+project folder, pushing to its own namespace of the local registry, in turn, for each of
+``--rounds`` rounds:
 
   never        REUSE=never NO_BINARY=1: every job compiles its wheel (the baseline)
   build once   REUSE=auto NO_BINARY=1: a pure wheel is built once for every job, an abi3
@@ -142,6 +143,7 @@ def main() -> None:
     save("reuse", lines, data)
     if not all(same):
         sys.exit("build once gave other wheels or images than never")
+
 
 if __name__ == "__main__":
     main()

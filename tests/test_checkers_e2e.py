@@ -13,6 +13,7 @@ import docker.errors
 import pytest
 
 from wheeltasks.checkers import Checkers
+from wheeltasks.files import clear
 from wheeltasks.job import Job
 
 from .test_build_e2e import make_project
@@ -23,10 +24,8 @@ pytestmark = pytest.mark.docker
 def site(job: Job, files: dict[str, str]) -> Path:
     """The job's check folder holding ``files`` (as the import check unpacks wheels there)."""
     folder = job.work.check
-    if folder.exists():
-        for old in folder.iterdir():
-            old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+    clear(folder)
+    folder.mkdir(parents=True)
     for name, text in files.items():
         (folder / name).write_text(text)
     return folder

@@ -69,15 +69,15 @@ class Checkers:
                 if slot.server is None:
                     slot.broken = True
                     return None
+            request = json.dumps({"site": f"{WORK}/{folder.as_posix()}", "names": names}).encode() + b"\n"
             try:
-                slot.server.send(json.dumps({"site": f"{WORK}/{folder.as_posix()}", "names": names}).encode() + b"\n")
-                answer = slot.server.read_through(DONE)
-            except BaseException as exc:
-                slot.server.close()
-                slot.server = None  # the next check starts another
-                if isinstance(exc, _GONE):
-                    return None
+                answer = _answer(slot.server, DONE, request)
+            except BaseException:
+                slot.server = None  # closed: the next check starts another
                 raise
+            if answer is None:
+                slot.server = None
+                return None
         output, _, code = answer.rpartition(DONE)
         log.write_bytes(output)
         return int(code)
@@ -112,11 +112,18 @@ class Checkers:
             server = containers.attach(self.settings, job, spec)
         except _GONE:
             return None
-        try:
-            server.read_through(READY)
-        except BaseException as exc:
-            server.close()
-            if isinstance(exc, _GONE):
-                return None
-            raise
-        return server
+        return server if _answer(server, READY) is not None else None
+
+
+def _answer(server: containers.Attached, marker: bytes, request: bytes = b"") -> bytes | None:
+    """The server's output through ``marker``, after ``request``; None when it went away.
+    Whatever goes wrong (Ctrl-C too), the server is closed: its output is out of step."""
+    try:
+        if request:
+            server.send(request)
+        return server.read_through(marker)
+    except BaseException as exc:
+        server.close()
+        if isinstance(exc, _GONE):
+            return None
+        raise

@@ -57,12 +57,6 @@ def child(request: dict[str, Any], base: list[str]) -> NoReturn:
         os._exit(code)
 
 
-def exit_code(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
 def serve() -> None:
     # One stream, in order: the host reads a check's output up to its DONE line.
     os.dup2(1, 2)
@@ -77,10 +71,12 @@ def serve() -> None:
         if pid == 0:
             child(request, base)
         _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status):  # as a shell says it of a command it ran
+        code = os.WEXITSTATUS(status)
+        if os.WIFSIGNALED(status):  # as a shell says it, and its exit code, of a command it ran
             number = os.WTERMSIG(status)
-            print(f"wheeltasks: the import was killed by signal {number} ({signal.strsignal(number)})", flush=True)
-        print(f"{DONE} {exit_code(status)}", flush=True)
+            print(f"wheeltasks: the import was killed by signal {number} ({signal.strsignal(number)})")
+            code = 128 + number
+        print(f"{DONE} {code}", flush=True)
 
 
 def main() -> int:
