@@ -1,11 +1,13 @@
 """Benchmark: build once (REUSE=auto) against every job building (REUSE=never).
 
-    python bench/bench_reuse.py [--modules "toml cffi psutil"] [--rounds 3]
+    python bench/bench_reuse.py [--modules "toml cffi psutil"] [--rounds 3] [--foreign-pythons 3.11]
 
 One set that has all three kinds of wheel, from the public index: toml (pure), cffi (one
-wheel per Python) and psutil (abi3), for Python 3.11 and 3.13 on amd64 and 3.11 on arm64
-and armv7 (cross-compiled), both kinds: 24 jobs (32 with cffi's pycparser) on the fixture
-builders with two Pythons (tests/fixtures/builders: builder2). Three runs, each in a new
+wheel per Python) and psutil (abi3), for Python 3.11 and 3.13 on amd64, arm64 and armv7
+(cross-compiled), both kinds: 36 jobs (48 with cffi's pycparser), on builders with both
+Pythons on the three platforms (bench/builders.sh: the fixtures' roots, with a CPython 3.13
+cross-compiled for arm64 and armv7). `--foreign-pythons 3.11` gives the earlier, smaller
+set: 3.11 only on arm64 and armv7 (32 jobs, the fixtures' builder2). Three runs, each in a new
 project folder, pushing to its own namespace of the local registry, in turn, for each of
 ``--rounds`` rounds:
 
@@ -21,14 +23,17 @@ untimed warm-up run of every platform. Prints jobs, builds, containers started (
 repairs in a container, the import checks' containers), wall time and the ratio against
 `never`; checks that `never` and `build once` give the same wheel file names in wheels/ and
 the same tags and platforms in the registry, in every round. Writes
-bench/results/reuse.{txt,json}. Needs `bash .ci/services.sh`.
+bench/results/reuse.{txt,json} (reuse-one-foreign-python.* for the smaller set). Needs
+`bash .ci/services.sh`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,9 +41,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import REGISTRY, Run, builder_images, project, run, save
+from common import REGISTRY, ROOT, Run, builder_images, project, run, save
 
 BUILDER2 = f"{REGISTRY}/wheeltasks-fixtures/builder2:py{{python}}"
+BENCH_BUILDER = f"{REGISTRY}/wheeltasks-fixtures/bench-builder:py{{python}}"
+FOREIGN = ("arm64", "armv7")
 RUNS: dict[str, dict[str, str]] = {
     "never": {"REUSE": "never", "NO_BINARY": "1"},
     "build once": {"REUSE": "auto", "NO_BINARY": "1"},
@@ -46,8 +53,19 @@ RUNS: dict[str, dict[str, str]] = {
 }
 
 
-def targets(modules: list[str]) -> list[str]:
-    return [t for m in modules for t in (f"{m}-pyall-amd64", f"{m}-py3.11-arm64", f"{m}-py3.11-armv7")]
+def targets(modules: list[str], foreign: str) -> list[str]:
+    """amd64 with every Python; arm64 and armv7 with every one, or with the one named."""
+    python = "all" if foreign == "3.11 3.13" else foreign
+    return [t for m in modules for t in (f"{m}-pyall-amd64", *(f"{m}-py{python}-{arch}" for arch in FOREIGN))]
+
+
+def bench_builders() -> str:
+    """Build (or find cached) bench/builders.sh's images; the BUILDER_IMAGE template."""
+    done = subprocess.run(["bash", str(ROOT / "bench" / "builders.sh")],
+                          env={**os.environ, "FIXTURE_REGISTRY": REGISTRY}, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench builders failed (run bash .ci/services.sh first):\n{done.stderr[-3000:]}")
+    return BENCH_BUILDER
 
 
 def containers(report: dict[str, Any]) -> dict[str, int]:
@@ -87,17 +105,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modules", default="toml cffi psutil")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs (default 3)")
+    parser.add_argument("--foreign-pythons", choices=("3.11 3.13", "3.11"), default="3.11 3.13",
+                        help="the Pythons of arm64 and armv7 (default both; 3.11: the fixtures' builders)")
     args = parser.parse_args()
     modules = args.modules.split()
     builder_images()
+    builder = BENCH_BUILDER if args.foreign_pythons == "3.11 3.13" else BUILDER2
+    if builder == BENCH_BUILDER:
+        bench_builders()
     base = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-reuse-"))
     # WHEELS_FORCE: with REUSE=never a pure wheel is built once per Python, and two builds of
     # it are not byte-identical (the dist-info files carry the build's time), so the second
     # export would refuse it. Build once has one build, and so no such conflict.
-    common = {"BUILDER_IMAGE": BUILDER2, "PYTHON_VERSIONS": "3.11 3.13", "BUILD_BOTH": "1", "CROSS": "always",
+    common = {"BUILDER_IMAGE": builder, "PYTHON_VERSIONS": "3.11 3.13", "BUILD_BOTH": "1", "CROSS": "always",
               "WHEELS_FORCE": "1"}
     print(f"warm-up (untimed): one job of each platform, in {base}", file=sys.stderr)
-    run(project(base / "warm-up", **common, REUSE="never", NO_BINARY="1"), "build", *targets(modules[:1]))
+    run(project(base / "warm-up", **common, REUSE="never", NO_BINARY="1"), "build",
+        *targets(modules[:1], args.foreign_pythons))
     stamp = int(time.time())  # a namespace of this run's own in the registry
     results: dict[str, list[Run]] = {name: [] for name in RUNS}
     wheels: dict[str, list[str]] = {}
@@ -112,16 +136,18 @@ def main() -> None:
             env = project(folder, **common, **settings, BUILD_NO_CACHE="1", DO_PUSH="1",
                           WHEELS_REGISTRY=f"{REGISTRY}/{namespace}")
             print(f"round {round_}, {name}: {' '.join(f'{k}={v}' for k, v in settings.items())}", file=sys.stderr)
-            results[name].append(run(env, "build", *targets(modules)))
+            results[name].append(run(env, "build", *targets(modules, args.foreign_pythons)))
             wheels[name] = sorted(str(p.relative_to(folder / "wheels")) for p in (folder / "wheels").rglob("*.whl"))
             images[name] = registry_contents(namespace)
         same.append(wheels["never"] == wheels["build once"] and images["never"] == images["build once"])
-    lines = [f"modules: {' '.join(modules)}; Pythons 3.11 3.13 on amd64, 3.11 on arm64 and armv7 (cross); both kinds",
+    lines = [f"modules: {' '.join(modules)}; Pythons 3.11 3.13 on amd64, {args.foreign_pythons} on arm64 and armv7 "
+             "(cross); both kinds",
              f"{args.rounds} rounds of the three runs in turn; wall: the median; vs never: the median of the "
              "rounds' own ratios", "",
              f"{'run':<12} {'jobs':>5} {'builds':>7} {'containers':>11} {'index':>6} {'wall s':>8} {'vs never':>9}"
              "  rounds"]
-    data: dict[str, Any] = {"modules": modules, "rounds": args.rounds, "runs": {}}
+    data: dict[str, Any] = {"modules": modules, "rounds": args.rounds, "foreign_pythons": args.foreign_pythons,
+                            "runs": {}}
     for name, runs in results.items():
         report = runs[-1].report
         count = containers(report)
@@ -140,7 +166,7 @@ def main() -> None:
               f"registry, in every round: {all(same)}",
               f"+ index wheels differing from the built ones: "
               f"{sorted(set(wheels['+ index']) ^ set(wheels['never']))}"]
-    save("reuse", lines, data)
+    save("reuse" if builder == BENCH_BUILDER else "reuse-one-foreign-python", lines, data)
     if not all(same):
         sys.exit("build once gave other wheels or images than never")
 
