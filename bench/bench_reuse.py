@@ -110,9 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     modules = args.modules.split()
     builder_images()
-    builder = BENCH_BUILDER if args.foreign_pythons == "3.11 3.13" else BUILDER2
-    if builder == BENCH_BUILDER:
-        bench_builders()
+    builder = bench_builders() if args.foreign_pythons == "3.11 3.13" else BUILDER2
     base = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-reuse-"))
     # WHEELS_FORCE: with REUSE=never a pure wheel is built once per Python, and two builds of
     # it are not byte-identical (the dist-info files carry the build's time), so the second

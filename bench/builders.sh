@@ -78,7 +78,8 @@ export APT_CONFIG=$APT_DIR/apt.conf
 apt-get update -qq >/dev/null
 
 # ---- the build Python: CPython 3.13 for this host --------------------------------------
-if ! "$HOST_PYTHON" -c 'import sys, zlib; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+# (Only the interpreter is needed: no ensurepip, and no module that needs a -dev package.)
+if ! "$HOST_PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
     say "compiling CPython $PY for the host (build Python of the cross builds) into $TOOLS/python$PY"
     work=$(mktemp -d "$CACHE_ROOT/bench/host-python.XXXXXX")
     (
