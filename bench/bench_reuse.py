@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import REGISTRY, ROOT, Run, builder_images, project, run, save
+from common import REGISTRY, ROOT, Run, build_images, builder_images, project, run, save
 
 BUILDER2 = f"{REGISTRY}/wheeltasks-fixtures/builder2:py{{python}}"
 BENCH_BUILDER = f"{REGISTRY}/wheeltasks-fixtures/bench-builder:py{{python}}"
@@ -60,11 +58,9 @@ def targets(modules: list[str], foreign: str) -> list[str]:
 
 
 def bench_builders() -> str:
-    """Build (or find cached) bench/builders.sh's images; the BUILDER_IMAGE template."""
-    done = subprocess.run(["bash", str(ROOT / "bench" / "builders.sh")],
-                          env={**os.environ, "FIXTURE_REGISTRY": REGISTRY}, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"bench builders failed (run bash .ci/services.sh first):\n{done.stderr[-3000:]}")
+    """Build (or find cached) bench/builders.sh's images, after the fixtures' own (the script
+    runs build.sh first); the BUILDER_IMAGE template."""
+    build_images(ROOT / "bench" / "builders.sh", "bench builders")
     return BENCH_BUILDER
 
 
@@ -109,8 +105,11 @@ def main() -> None:
                         help="the Pythons of arm64 and armv7 (default both; 3.11: the fixtures' builders)")
     args = parser.parse_args()
     modules = args.modules.split()
-    builder_images()
-    builder = bench_builders() if args.foreign_pythons == "3.11 3.13" else BUILDER2
+    if args.foreign_pythons == "3.11 3.13":
+        builder = bench_builders()
+    else:
+        builder_images()
+        builder = BUILDER2
     base = Path(tempfile.mkdtemp(prefix="wheeltasks-bench-reuse-"))
     # WHEELS_FORCE: with REUSE=never a pure wheel is built once per Python, and two builds of
     # it are not byte-identical (the dist-info files carry the build's time), so the second

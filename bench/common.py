@@ -19,12 +19,18 @@ BUILDER = f"{REGISTRY}/wheeltasks-fixtures/builder:py{{python}}"
 CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+def build_images(script: Path, what: str) -> None:
+    """Run a script that builds (or finds cached) images in the local registry; exit with
+    the tail of its errors when it fails."""
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "FIXTURE_REGISTRY": REGISTRY},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{what} failed (run bash .ci/services.sh first):\n{done.stderr[-3000:]}")
+
+
 def builder_images() -> str:
     """Build (or find cached) the fixture builder images; the BUILDER_IMAGE template."""
-    done = subprocess.run(["bash", str(ROOT / "tests" / "fixtures" / "builders" / "build.sh")],
-                          env={**os.environ, "FIXTURE_REGISTRY": REGISTRY}, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"fixture builders failed (run bash .ci/services.sh first):\n{done.stderr[-3000:]}")
+    build_images(ROOT / "tests" / "fixtures" / "builders" / "build.sh", "fixture builders")
     return BUILDER
 
 
